@@ -1,0 +1,1 @@
+"""The presize controller: ingest, profiles, decisions, actuation, rollback, anomalies."""

@@ -1,0 +1,1 @@
+"""Developer tooling (not shipped): local cluster, node shim, demo."""

@@ -1,0 +1,172 @@
+"""presize itself, as a replay policy: the core's forecasters and ``decide`` per series.
+
+This is the same composition the controller runs per container, fed with 5-minute steps:
+
+* CPU: :class:`ShortHorizonForecaster` over the last hour's demand (window means: the CPU
+  allocation is a request, bursts inside a window run on spare capacity up to the limit); its
+  ``upper_q`` tail is the predicted usage.
+* Memory: the larger of three estimates of the coming peak, each a reason on its own:
+  the :class:`PeakLadderForecaster` (the tightest trailing window that has earned trust), the
+  short-horizon tail over the last 15 minutes (a container whose memory jumps learns large
+  ratios and keeps headroom), and a burst guard: when CPU breaks its 24 h high, memory often
+  follows within minutes, so the ladder's estimate is raised for that step by the container's
+  own learned jump ratio (at most ``burst_boost``).
+* ``presize.policy.decide`` turns predictions, the OOM and throttling signals and the minimums
+  into the allocation, with its hysteresis and cooldowns.
+
+The forecasters' 90 % intervals for the next step are recorded so the replay can report how
+well calibrated they are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from presize.forecast.ensemble import EnsembleForecaster
+from presize.forecast.ladder import PeakLadderForecaster
+from presize.forecast.percentile import PercentileForecaster
+from presize.forecast.short_horizon import ShortHorizonForecaster
+from presize.forecast.windows import TrailingMax
+from presize.histogram import HistogramOptions
+from presize.model import Action, Bounds, Forecast
+from presize.policy import Allocation, DecisionState, Limits, Signals, decide
+from presize.replay.series import STEP_SECONDS, STEPS_PER_DAY, STEPS_PER_HOUR, FloatArray
+from presize.replay.series import Series, TraceUnits
+from presize.replay.simulator import Observation
+from presize.settings import LadderSettings, PolicySettings, ShortHorizonSettings
+
+
+@dataclass(frozen=True)
+class PresizeReplaySettings:
+    """Everything presize's replay policy can be tuned with; the defaults are the product's."""
+
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    cpu: ShortHorizonSettings = field(
+        default_factory=lambda: ShortHorizonSettings(window_steps=STEPS_PER_HOUR, upper_q=0.95)
+    )
+    memory: ShortHorizonSettings = field(
+        default_factory=lambda: ShortHorizonSettings(window_steps=3, upper_q=0.99)
+    )
+    ladder: LadderSettings = field(default_factory=LadderSettings)
+    burst_boost: float = 2.0  # the most either memory guard multiplies a peak by
+    cpu_percentile_half_life_s: float = 86400.0
+    cpu_ensemble: bool = True
+    burst_window_steps: int = STEPS_PER_DAY
+    horizon_s: float = STEP_SECONDS
+
+
+class PresizeSeriesPolicy:
+    """presize's forecasters and decision rule for one series."""
+
+    def __init__(
+        self, series: Series, units: TraceUnits, settings: PresizeReplaySettings | None = None
+    ) -> None:
+        self.s = settings or PresizeReplaySettings()
+        floor_cpu = max(units.cpu_min, units.cpu_bucket)
+        floor_mem = max(units.mem_min, units.mem_bucket)
+        self.cpu_fc = ShortHorizonForecaster(_with_floor(self.s.cpu, floor_cpu))
+        self.cpu_pct = PercentileForecaster(
+            HistogramOptions(
+                first_bucket_size=units.cpu_bucket,
+                max_value=units.cpu_bucket * 1e5,
+                half_life_s=self.s.cpu_percentile_half_life_s,
+            ),
+            upper_q=self.s.cpu.upper_q,
+        )
+        self.cpu_ens = EnsembleForecaster([self.cpu_fc, self.cpu_pct], q=self.s.cpu.upper_q)
+        self.mem_fc = ShortHorizonForecaster(_with_floor(self.s.memory, floor_mem))
+        self.ladder = PeakLadderForecaster(self.s.ladder)
+        self.cpu_high = TrailingMax(self.s.burst_window_steps)
+        self.mem_recent = TrailingMax(STEPS_PER_HOUR)
+        self.limits = Limits(cpu=Bounds(minimum=units.cpu_min), memory=Bounds(minimum=units.mem_min))
+        self.alloc = Allocation(series.initial_cpu, series.initial_mem)
+        self.state = DecisionState()
+        self.signals = Signals()
+        self.burst = False
+        n = len(series)
+        self.bands = {k: np.full(n, np.nan) for k in ("cpu_lo", "cpu_hi", "mem_lo", "mem_hi")}
+        self.actions: dict[str, int] = {}
+
+    def observe(self, obs: Observation) -> None:
+        if obs.valid:
+            high = self.cpu_high.value()
+            self.burst = not math.isnan(high) and obs.cpu > high
+        else:
+            self.burst = False
+        # The CPU allocation is a request: it is sized to the demand (the window's mean use),
+        # and bursts above it run on the node's spare capacity up to the limit. Memory is a
+        # hard limit, so memory is sized to the window's peak.
+        self.cpu_ens.observe(obs.time, obs.cpu)
+        self.mem_fc.observe(obs.time, obs.mem_peak)
+        self.ladder.observe(obs.time, obs.mem_peak)
+        self.cpu_high.push(obs.cpu)
+        self.mem_recent.push(obs.mem_peak)
+        peak = self.mem_recent.value()
+        self.signals = Signals(
+            oom_kill=obs.oom,
+            throttled_fraction=1.0 if obs.valid and obs.cpu > self.alloc.cpu else 0.0,
+            memory_peak=0.0 if math.isnan(peak) else peak,
+        )
+
+    def _record_band(self, t: int, prefix: str, f: Forecast | None) -> None:
+        if f is not None:
+            self.bands[f"{prefix}_lo"][t] = f.lower
+            self.bands[f"{prefix}_hi"][t] = f.upper
+
+    def predicted(self, t: int, time: float) -> Allocation:
+        chosen = self.cpu_ens.forecast(time, self.s.horizon_s)
+        self._record_band(t, "cpu", chosen)
+        self._record_band(t, "mem", self.mem_fc.forecast(time, self.s.horizon_s))
+        if not self.s.cpu_ensemble or chosen is None or chosen.model == self.cpu_fc.name:
+            cpu = self.cpu_fc.tail(time)
+        else:
+            cpu = chosen.upper
+        high = self.cpu_high.value()
+        if not math.isnan(cpu) and not math.isnan(high):
+            # The ratio extrapolates; never past the highest demand of the last day.
+            cpu = min(cpu, max(high, self.cpu_fc.s.floor))
+        ladder = self.ladder.forecast(time, self.s.horizon_s)
+        ref = self.mem_fc.reference()
+        mem = ref * min(self.mem_fc.tail_ratio(time), self.s.burst_boost)
+        if ladder is not None:
+            # The short tail adds headroom for jumps, but never beyond the longest window's
+            # peak: past that the ladder already knows more than the ratio does.
+            ceiling = self.ladder.ceiling()
+            if not math.isnan(mem) and not math.isnan(ceiling):
+                mem = min(mem, ceiling)
+            mem = ladder.upper if math.isnan(mem) else max(mem, ladder.upper)
+            if self.burst:
+                # Boost by how far this container's memory is known to jump (its own tail
+                # ratio), so smooth containers pay nothing for the guard.
+                jump = min(max(self.mem_fc.tail_ratio(time), 1.0), self.s.burst_boost)
+                mem = max(mem, ladder.upper * jump)
+        return Allocation(cpu, mem)
+
+    def allocate(self, t: int, time: float) -> tuple[float, float]:
+        decision, self.state = decide(
+            now=time,
+            current=self.alloc,
+            predicted=self.predicted(t, time),
+            signals=self.signals,
+            limits=self.limits,
+            settings=self.s.policy,
+            state=self.state,
+        )
+        key = f"{decision.action.value}:{decision.reason.value}"
+        self.actions[key] = self.actions.get(key, 0) + 1
+        if decision.action is not Action.NOOP and decision.action is not Action.DEFER:
+            assert decision.cpu is not None and decision.memory is not None
+            self.alloc = Allocation(decision.cpu, decision.memory)
+        return self.alloc.cpu, self.alloc.memory
+
+    def extras(self) -> dict[str, FloatArray]:
+        return self.bands
+
+
+def _with_floor(s: ShortHorizonSettings, floor: float) -> ShortHorizonSettings:
+    from dataclasses import replace
+
+    return replace(s, floor=floor)

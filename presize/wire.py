@@ -1,0 +1,603 @@
+"""The formats that cross process boundaries, and the only module that imports msgpack.
+
+Two formats, each with its own schema version:
+
+* **Report**, agent -> controller (``POST /v1/reports``), msgpack: window summaries, the
+  urgent flag and its reasons, and optional diagnostics taken when a container misbehaves.
+* **Snapshot**, controller -> webhook (``GET /v1/snapshot``), msgpack or JSON: every current
+  recommendation and the namespaces' modes. An unknown version raises ``WireVersionError``,
+  which the webhook answers with "allow, no patch".
+
+Design decisions:
+
+* **Maps keyed by field name, not positional arrays.** A few hundred bytes more per report buy
+  error messages that name the field (``report.windows[3].cpu_mean: expected a number``) and
+  payloads one can read with any msgpack tool. The keys are exactly the dataclass field names
+  and the decoder insists on exactly that set, so a field added to :mod:`presize.model`
+  without a wire decision fails the round-trip tests instead of being silently dropped. Small
+  fixed tuples (log matches, memory.stat pairs, processes, namespace modes) are arrays.
+* **Strict, total decoding.** The size cap is checked before a single byte is parsed, msgpack
+  gets ``max_*_len`` limits and no bin or ext types, then every value is type-checked (no
+  ``bool`` for an ``int``, no NaN, exactly the expected keys). Whatever goes wrong comes out
+  as a :class:`~presize.errors.WireError` with the cause chained, never a ``KeyError`` or a
+  ``TypeError``: callers on the network edge need exactly one thing to catch.
+* **Exact round-trips.** Floats travel as float64, tuples come back as tuples, enums as enums,
+  so ``decode(encode(x)) == x``. JSON cannot hold infinities, so the JSON form of a snapshot
+  writes them as the strings ``"Infinity"``/``"-Infinity"`` (the JSON is standard and still
+  exact). NaN is refused at both ends: it would poison every aggregate downstream.
+* **No numpy.** The webhook image has none; this module needs only msgpack, json and the
+  stdlib besides :mod:`presize.model` and :mod:`presize.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import NamedTuple, TypeVar, cast
+
+import msgpack
+
+from presize.errors import WireError, WireSizeError, WireVersionError
+from presize.model import (
+    ContainerKey,
+    Mode,
+    OwnerKind,
+    PodRef,
+    Pressure,
+    Recommendation,
+    ResourceRecommendation,
+    UsageWindow,
+    WorkloadClass,
+    WorkloadKey,
+)
+
+__all__ = [
+    "REPORT_VERSION",
+    "SNAPSHOT_VERSION",
+    "Diagnostics",
+    "ProcessSample",
+    "Report",
+    "Snapshot",
+    "decode_report",
+    "decode_snapshot",
+    "decode_snapshot_json",
+    "encode_report",
+    "encode_snapshot",
+    "encode_snapshot_json",
+    "snapshot_from_json_dict",
+    "snapshot_to_json_dict",
+]
+
+REPORT_VERSION = 1
+SNAPSHOT_VERSION = 1
+
+_E = TypeVar("_E", bound=StrEnum)
+_T = TypeVar("_T")
+
+
+class ProcessSample(NamedTuple):
+    """One process inside a container when diagnostics were taken."""
+
+    pid: int
+    name: str
+    cpu_cores: float
+    rss_bytes: float
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostics:
+    """What the agent saw inside a container that triggered an urgent report."""
+
+    pod: PodRef
+    container: str
+    taken_at: float
+    processes: tuple[ProcessSample, ...] = ()
+    memory_stat: tuple[tuple[str, int], ...] = ()
+    log_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """One agent -> controller message. ``sequence`` increases per agent, to spot gaps."""
+
+    version: int = REPORT_VERSION
+    node: str
+    agent_id: str
+    sent_at: float
+    sequence: int
+    windows: tuple[UsageWindow, ...] = ()
+    urgent: bool = False
+    urgent_reasons: tuple[str, ...] = ()
+    diagnostics: tuple[Diagnostics, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """Everything the webhook needs to answer admission reviews without any I/O."""
+
+    version: int = SNAPSHOT_VERSION
+    generation: int
+    generated_at: float
+    recommendations: tuple[Recommendation, ...] = ()
+    namespace_modes: tuple[tuple[str, Mode], ...] = ()
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def encode_report(report: Report) -> bytes:
+    """msgpack bytes for ``report``; raises ``WireError`` for a value the format cannot hold."""
+    _check_encodable_version(report.version, REPORT_VERSION, "report")
+    return _pack(_report_out(report), "report")
+
+
+def decode_report(payload: bytes, *, max_bytes: int) -> Report:
+    """The report in msgpack ``payload``; raises ``WireError`` (or its subclasses
+    ``WireSizeError``, ``WireVersionError``) and nothing else."""
+    raw = _unpack(payload, max_bytes, "report")
+    _check_version(raw, REPORT_VERSION, "report")
+    return _report_in(_Fields(raw, "report", json=False, names=_names(Report)))
+
+
+def encode_snapshot(snapshot: Snapshot) -> bytes:
+    """msgpack bytes for ``snapshot``."""
+    _check_encodable_version(snapshot.version, SNAPSHOT_VERSION, "snapshot")
+    return _pack(_snapshot_out(snapshot), "snapshot")
+
+
+def decode_snapshot(payload: bytes, *, max_bytes: int) -> Snapshot:
+    """The snapshot in msgpack ``payload``; ``WireVersionError`` means "allow without patch"."""
+    raw = _unpack(payload, max_bytes, "snapshot")
+    _check_version(raw, SNAPSHOT_VERSION, "snapshot")
+    return _snapshot_in(_Fields(raw, "snapshot", json=False, names=_names(Snapshot)))
+
+
+def snapshot_to_json_dict(snapshot: Snapshot) -> dict[str, object]:
+    """Plain JSON-safe data for ``snapshot`` (infinities as ``"Infinity"``/``"-Infinity"``)."""
+    _check_encodable_version(snapshot.version, SNAPSHOT_VERSION, "snapshot")
+    return cast(dict[str, object], _json_safe(_snapshot_out(snapshot)))
+
+
+def snapshot_from_json_dict(data: object) -> Snapshot:
+    """The snapshot in already-parsed JSON ``data`` (what :func:`snapshot_to_json_dict` made)."""
+    _check_version(data, SNAPSHOT_VERSION, "snapshot")
+    return _snapshot_in(_Fields(data, "snapshot", json=True, names=_names(Snapshot)))
+
+
+def encode_snapshot_json(snapshot: Snapshot) -> bytes:
+    """UTF-8 JSON bytes for ``snapshot``, as ``GET /v1/snapshot`` serves it."""
+    data = snapshot_to_json_dict(snapshot)
+    try:
+        text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise WireError(f"snapshot: cannot encode as JSON ({exc})") from exc
+
+
+def decode_snapshot_json(payload: bytes, *, max_bytes: int) -> Snapshot:
+    """The snapshot in JSON ``payload``, with the same checks as :func:`decode_snapshot`."""
+    _check_size(payload, max_bytes, "snapshot")
+    try:
+        data = json.loads(bytes(payload), parse_constant=_reject_json_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise WireError(f"snapshot: not valid JSON ({exc})") from exc
+    return snapshot_from_json_dict(data)
+
+
+# ---------------------------------------------------------------------------- transport
+
+
+def _check_size(payload: object, max_bytes: int, what: str) -> None:
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise WireError(f"{what}: expected bytes, got {type(payload).__name__}")
+    if len(payload) > max_bytes:
+        raise WireSizeError(f"{what}: {len(payload)} bytes is over the cap of {max_bytes}")
+
+
+def _unpack(payload: bytes, max_bytes: int, what: str) -> object:
+    _check_size(payload, max_bytes, what)
+    limit = max(len(payload), 1)
+    try:
+        return msgpack.unpackb(
+            payload,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=limit,
+            max_array_len=limit,
+            max_map_len=limit,
+            max_bin_len=0,
+            max_ext_len=0,
+        )
+    # msgpack raises ValueError subclasses, its own exceptions, TypeError (unhashable key),
+    # RecursionError...; at this edge every one of them means "not a payload we accept".
+    except Exception as exc:
+        raise WireError(f"{what}: not valid msgpack ({_brief(exc)})") from exc
+
+
+def _show(value: object) -> str:
+    """A value as it appears in an error message: its repr, cut short if it is long."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _brief(exc: BaseException) -> str:
+    """The exception's name and the start of its message (ExtraData's repr holds the data)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
+def _pack(tree: object, what: str) -> bytes:
+    try:
+        return cast(bytes, msgpack.packb(tree, use_bin_type=True))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise WireError(f"{what}: cannot encode ({exc})") from exc
+
+
+def _check_version(raw: object, expected: int, what: str) -> None:
+    if not isinstance(raw, dict):
+        raise WireError(f"{what}: expected a map, got {type(raw).__name__}")
+    version = raw.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise WireError(f"{what}.version {_show(version)}: expected an integer")
+    if version != expected:
+        raise WireVersionError(f"{what} version {version}: this build speaks only {expected}")
+
+
+def _check_encodable_version(version: int, expected: int, what: str) -> None:
+    if version != expected:
+        raise WireVersionError(f"{what} version {version!r}: this build writes only {expected}")
+
+
+def _reject_json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed; infinities are written as strings")
+
+
+def _json_safe(tree: object) -> object:
+    if isinstance(tree, float) and math.isinf(tree):
+        return "Infinity" if tree > 0 else "-Infinity"
+    if isinstance(tree, dict):
+        return {key: _json_safe(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_json_safe(value) for value in tree]
+    return tree
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+def _num(value: float | None, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WireError(f"{path} {_show(value)}: expected a number")
+    if math.isnan(value):
+        raise WireError(f"{path}: NaN cannot be sent")
+    return float(value)
+
+
+def _opt_num(value: float | None, path: str) -> float | None:
+    return None if value is None else _num(value, path)
+
+
+def _pod_out(pod: PodRef) -> dict[str, object]:
+    return {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid, "node": pod.node}
+
+
+def _window_out(w: UsageWindow, path: str) -> dict[str, object]:
+    out: dict[str, object] = {"pod": _pod_out(w.pod), "container": w.container}
+    for name in _WINDOW_NUMBERS:
+        out[name] = _num(getattr(w, name), f"{path}.{name}")
+    for name in ("cpu_limit", "mem_limit"):
+        out[name] = _opt_num(getattr(w, name), f"{path}.{name}")
+    out["samples"] = w.samples
+    out["oom_kills"] = w.oom_kills
+    p = w.pressure
+    out["pressure"] = {
+        "cpu": _num(p.cpu, f"{path}.pressure.cpu"),
+        "memory": _num(p.memory, f"{path}.pressure.memory"),
+        "io": _num(p.io, f"{path}.pressure.io"),
+    }
+    out["log_matches"] = [[pattern, count] for pattern, count in w.log_matches]
+    return out
+
+
+def _process_out(p: ProcessSample, path: str) -> list[object]:
+    cpu = _num(p.cpu_cores, f"{path}.cpu_cores")
+    return [p.pid, p.name, cpu, _num(p.rss_bytes, f"{path}.rss_bytes")]
+
+
+def _diagnostics_out(d: Diagnostics, path: str) -> dict[str, object]:
+    return {
+        "pod": _pod_out(d.pod),
+        "container": d.container,
+        "taken_at": _num(d.taken_at, f"{path}.taken_at"),
+        "processes": [
+            _process_out(p, f"{path}.processes[{i}]") for i, p in enumerate(d.processes)
+        ],
+        "memory_stat": [[key, value] for key, value in d.memory_stat],
+        "log_lines": list(d.log_lines),
+    }
+
+
+def _report_out(r: Report) -> dict[str, object]:
+    return {
+        "version": r.version,
+        "node": r.node,
+        "agent_id": r.agent_id,
+        "sent_at": _num(r.sent_at, "report.sent_at"),
+        "sequence": r.sequence,
+        "windows": [_window_out(w, f"report.windows[{i}]") for i, w in enumerate(r.windows)],
+        "urgent": r.urgent,
+        "urgent_reasons": list(r.urgent_reasons),
+        "diagnostics": [
+            _diagnostics_out(d, f"report.diagnostics[{i}]") for i, d in enumerate(r.diagnostics)
+        ],
+    }
+
+
+def _resource_out(rr: ResourceRecommendation, path: str) -> dict[str, object]:
+    return {
+        "target": _num(rr.target, f"{path}.target"),
+        "lower": _num(rr.lower, f"{path}.lower"),
+        "upper": _num(rr.upper, f"{path}.upper"),
+    }
+
+
+def _recommendation_out(rec: Recommendation, path: str) -> dict[str, object]:
+    workload = rec.key.workload
+    return {
+        "key": {
+            "workload": {
+                "namespace": workload.namespace,
+                "kind": workload.kind.value,
+                "name": workload.name,
+            },
+            "container": rec.key.container,
+        },
+        "cpu": _resource_out(rec.cpu, f"{path}.cpu"),
+        "memory": _resource_out(rec.memory, f"{path}.memory"),
+        "workload_class": rec.workload_class.value,
+        "confidence": _num(rec.confidence, f"{path}.confidence"),
+        "generation": rec.generation,
+        "mem_peak": _num(rec.mem_peak, f"{path}.mem_peak"),
+        "net_egress_bps": _opt_num(rec.net_egress_bps, f"{path}.net_egress_bps"),
+        "net_ingress_bps": _opt_num(rec.net_ingress_bps, f"{path}.net_ingress_bps"),
+    }
+
+
+def _snapshot_out(s: Snapshot) -> dict[str, object]:
+    return {
+        "version": s.version,
+        "generation": s.generation,
+        "generated_at": _num(s.generated_at, "snapshot.generated_at"),
+        "recommendations": [
+            _recommendation_out(rec, f"snapshot.recommendations[{i}]")
+            for i, rec in enumerate(s.recommendations)
+        ],
+        "namespace_modes": [[namespace, mode.value] for namespace, mode in s.namespace_modes],
+    }
+
+
+# ---------------------------------------------------------------------------- decoding
+
+_WINDOW_NUMBERS = (
+    "start", "seconds", "cpu_mean", "cpu_max", "cpu_p50", "cpu_p90", "cpu_p99",
+    "cpu_throttled_fraction", "mem_mean", "mem_max", "io_read_bytes", "io_write_bytes",
+    "net_rx_bytes", "net_tx_bytes",
+)  # fmt: skip
+
+
+def _as_text(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise WireError(f"{path}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _as_int(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WireError(f"{path}: expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _as_float(value: object, path: str, *, json: bool) -> float:
+    if json and value in ("Infinity", "-Infinity"):
+        return math.inf if value == "Infinity" else -math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WireError(f"{path}: expected a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError as exc:  # a JSON integer with hundreds of digits
+        raise WireError(f"{path}: number out of range") from exc
+    if math.isnan(number):
+        raise WireError(f"{path}: NaN is not accepted")
+    return number
+
+
+def _as_list(value: object, path: str) -> list[object]:
+    if not isinstance(value, list):
+        raise WireError(f"{path}: expected an array, got {type(value).__name__}")
+    return value
+
+
+def _as_tuple(value: object, path: str, length: int) -> list[object]:
+    items = _as_list(value, path)
+    if len(items) != length:
+        raise WireError(f"{path}: expected {length} elements, got {len(items)}")
+    return items
+
+
+def _as_enum(kind: type[_E], value: object, path: str) -> _E:
+    try:
+        return kind(_as_text(value, path))
+    except ValueError as exc:
+        raise WireError(f"{path} {_show(value)}: not a known {kind.__name__}") from exc
+
+
+class _Fields:
+    """A decoded map under validation; every error names the path of the offending field."""
+
+    __slots__ = ("_data", "_json", "_path")
+
+    def __init__(self, raw: object, path: str, *, json: bool, names: Iterable[str] = ()) -> None:
+        if not isinstance(raw, dict):
+            raise WireError(f"{path}: expected a map, got {type(raw).__name__}")
+        self._data: dict[object, object] = raw
+        self._path = path
+        self._json = json
+        expected = set(names)
+        if expected and set(raw) != expected:
+            missing = sorted(expected - set(raw))
+            extra = _show(sorted(map(str, set(raw) - expected)))
+            raise WireError(f"{path}: missing fields {missing}, unexpected fields {extra}")
+
+    def at(self, name: str) -> str:
+        return f"{self._path}.{name}"
+
+    def raw(self, name: str) -> object:
+        if name not in self._data:
+            raise WireError(f"{self.at(name)}: missing")
+        return self._data[name]
+
+    def text(self, name: str) -> str:
+        return _as_text(self.raw(name), self.at(name))
+
+    def integer(self, name: str) -> int:
+        return _as_int(self.raw(name), self.at(name))
+
+    def number(self, name: str) -> float:
+        return _as_float(self.raw(name), self.at(name), json=self._json)
+
+    def optional_number(self, name: str) -> float | None:
+        value = self.raw(name)
+        return None if value is None else _as_float(value, self.at(name), json=self._json)
+
+    def flag(self, name: str) -> bool:
+        value = self.raw(name)
+        if not isinstance(value, bool):
+            raise WireError(f"{self.at(name)}: expected true or false")
+        return value
+
+    def nested(self, name: str, names: Iterable[str]) -> _Fields:
+        return _Fields(self.raw(name), self.at(name), json=self._json, names=names)
+
+    def each(self, name: str, convert: Callable[[object, str], _T]) -> tuple[_T, ...]:
+        items = _as_list(self.raw(name), self.at(name))
+        return tuple(convert(item, f"{self.at(name)}[{i}]") for i, item in enumerate(items))
+
+    def each_map(self, name: str, cls: type, convert: Callable[[_Fields], _T]) -> tuple[_T, ...]:
+        names = _names(cls)
+        return self.each(
+            name, lambda item, path: convert(_Fields(item, path, json=self._json, names=names))
+        )
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _pod_in(f: _Fields) -> PodRef:
+    return PodRef(
+        namespace=f.text("namespace"), name=f.text("name"), uid=f.text("uid"), node=f.text("node")
+    )
+
+
+def _pair_text_int(value: object, path: str) -> tuple[str, int]:
+    key, count = _as_tuple(value, path, 2)
+    return _as_text(key, f"{path}[0]"), _as_int(count, f"{path}[1]")
+
+
+def _window_in(f: _Fields) -> UsageWindow:
+    p = f.nested("pressure", _names(Pressure))
+    numbers = {name: f.number(name) for name in _WINDOW_NUMBERS}
+    return UsageWindow(
+        pod=_pod_in(f.nested("pod", _names(PodRef))),
+        container=f.text("container"),
+        samples=f.integer("samples"),
+        oom_kills=f.integer("oom_kills"),
+        pressure=Pressure(cpu=p.number("cpu"), memory=p.number("memory"), io=p.number("io")),
+        cpu_limit=f.optional_number("cpu_limit"),
+        mem_limit=f.optional_number("mem_limit"),
+        log_matches=f.each("log_matches", _pair_text_int),
+        **numbers,
+    )
+
+
+def _process_in(value: object, path: str) -> ProcessSample:
+    pid, name, cpu, rss = _as_tuple(value, path, 4)
+    return ProcessSample(
+        pid=_as_int(pid, f"{path}.pid"),
+        name=_as_text(name, f"{path}.name"),
+        cpu_cores=_as_float(cpu, f"{path}.cpu_cores", json=False),
+        rss_bytes=_as_float(rss, f"{path}.rss_bytes", json=False),
+    )
+
+
+def _diagnostics_in(f: _Fields) -> Diagnostics:
+    return Diagnostics(
+        pod=_pod_in(f.nested("pod", _names(PodRef))),
+        container=f.text("container"),
+        taken_at=f.number("taken_at"),
+        processes=f.each("processes", _process_in),
+        memory_stat=f.each("memory_stat", _pair_text_int),
+        log_lines=f.each("log_lines", _as_text),
+    )
+
+
+def _report_in(f: _Fields) -> Report:
+    return Report(
+        version=f.integer("version"),
+        node=f.text("node"),
+        agent_id=f.text("agent_id"),
+        sent_at=f.number("sent_at"),
+        sequence=f.integer("sequence"),
+        windows=f.each_map("windows", UsageWindow, _window_in),
+        urgent=f.flag("urgent"),
+        urgent_reasons=f.each("urgent_reasons", _as_text),
+        diagnostics=f.each_map("diagnostics", Diagnostics, _diagnostics_in),
+    )
+
+
+def _resource_in(f: _Fields) -> ResourceRecommendation:
+    return ResourceRecommendation(
+        target=f.number("target"), lower=f.number("lower"), upper=f.number("upper")
+    )
+
+
+def _recommendation_in(f: _Fields) -> Recommendation:
+    key = f.nested("key", _names(ContainerKey))
+    workload = key.nested("workload", _names(WorkloadKey))
+    resource_names = _names(ResourceRecommendation)
+    return Recommendation(
+        key=ContainerKey(
+            workload=WorkloadKey(
+                namespace=workload.text("namespace"),
+                kind=_as_enum(OwnerKind, workload.raw("kind"), workload.at("kind")),
+                name=workload.text("name"),
+            ),
+            container=key.text("container"),
+        ),
+        cpu=_resource_in(f.nested("cpu", resource_names)),
+        memory=_resource_in(f.nested("memory", resource_names)),
+        workload_class=_as_enum(WorkloadClass, f.raw("workload_class"), f.at("workload_class")),
+        confidence=f.number("confidence"),
+        generation=f.integer("generation"),
+        mem_peak=f.number("mem_peak"),
+        net_egress_bps=f.optional_number("net_egress_bps"),
+        net_ingress_bps=f.optional_number("net_ingress_bps"),
+    )
+
+
+def _mode_pair(value: object, path: str) -> tuple[str, Mode]:
+    namespace, mode = _as_tuple(value, path, 2)
+    return _as_text(namespace, f"{path}[0]"), _as_enum(Mode, mode, f"{path}[1]")
+
+
+def _snapshot_in(f: _Fields) -> Snapshot:
+    return Snapshot(
+        version=f.integer("version"),
+        generation=f.integer("generation"),
+        generated_at=f.number("generated_at"),
+        recommendations=f.each_map("recommendations", Recommendation, _recommendation_in),
+        namespace_modes=f.each("namespace_modes", _mode_pair),
+    )

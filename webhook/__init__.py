@@ -1,0 +1,1 @@
+"""The presize mutating admission webhook: pure ``mutate`` over an in-memory snapshot."""
