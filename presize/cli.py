@@ -16,8 +16,6 @@ from presize.errors import PresizeError
 
 def _trace_folders(root: Path) -> list[Path]:
     """``root`` itself when it is a trace folder, else its trace subfolders (sorted)."""
-    from presize.replay.loaders import load_traces  # noqa: F401  (import check only)
-
     def is_trace(p: Path) -> bool:
         return (
             (p / "jobs_5min.csv.gz").exists()
@@ -87,9 +85,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(name: str) -> int:
-    print(f"presize {name}: this component is not part of this build yet", file=sys.stderr)
-    return 2
+def run_component(name: str, argv: Sequence[str]) -> int:
+    """Run a deployable (agent, controller, webhook) found through its entry point.
+
+    The core must not import the components (an import-linter contract), so each component
+    registers ``main(argv) -> int`` under the ``presize.components`` entry-point group in
+    pyproject.toml and the CLI finds it at run time.
+    """
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="presize.components") if ep.name == name]
+    if not found:
+        print(f"presize {name}: this component is not installed in this build", file=sys.stderr)
+        return 2
+    try:
+        main_fn = found[0].load()
+    except ImportError as exc:
+        print(f"presize {name}: cannot load ({exc}); install presize[{name}]", file=sys.stderr)
+        return 2
+    return int(main_fn(list(argv)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,13 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--strict", action="store_true",
                     help="exit 1 when presize misses the floor against VPA or reactive")
     rp.set_defaults(func=cmd_replay)
-    for name in ("agent", "controller", "webhook"):
-        p = sub.add_parser(name, help=f"run the {name} (arrives with its package)")
-        p.set_defaults(func=lambda _a, n=name: _not_yet(n))
+    for name in COMPONENTS:
+        p = sub.add_parser(name, help=f"run the {name}; flags after it go to the {name}",
+                           add_help=False)
+        p.set_defaults(component=name)
     return parser
 
 
+COMPONENTS = ("agent", "controller", "webhook")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMPONENTS:
+        return run_component(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -101,13 +101,15 @@ class LadderSettings:
     """The peak forecaster for memory: the shortest trailing window that has earned trust.
 
     A window is trusted when no usage in the last ``trust_s`` went above ``factor`` × its
-    trailing maximum; until the series is ``min_age_s`` old only the longest window is.
+    trailing maximum; until the series is ``min_age_s`` old only the longest window is. The
+    longest window is used only while its peak is within ``insurance_ratio`` of the next one's.
     """
 
     windows_steps: tuple[int, ...] = (12, 72, 288, 864, 2304)
     factor: float = 1.05
     trust_s: float = 7 * 86400.0
     min_age_s: float = 86400.0
+    insurance_ratio: float = 1.25
 
     def __post_init__(self) -> None:
         _check_positive(self)

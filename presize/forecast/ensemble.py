@@ -51,6 +51,13 @@ class EnsembleForecaster:
         for m in self.members:
             m.observe(time, value)
 
+    def add_member(self, member: Forecaster) -> None:
+        """Join a member (e.g. a seasonal model once a workload proves periodic)."""
+        self.members.append(member)
+        self.losses.append(0.0)
+        self.scored.append(0)
+        self._pending.append(None)
+
     def best(self) -> int | None:
         """Index of the member in use (lowest loss among those scored at least once)."""
         candidates = [i for i, n in enumerate(self.scored) if n > 0]

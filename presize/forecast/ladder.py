@@ -7,8 +7,9 @@ for a container whose usage never jumps. The ladder answers per container from e
 window is trusted when, over the last ``trust_s`` (or the container's whole life, if shorter,
 once it is ``min_age_s`` old), usage never rose above ``factor`` × that window's trailing
 maximum. A new container, or one that just surprised us, falls back to the longest window; a
-container that has behaved climbs down to the tightest window that would have held. This is record statistics made operational: new highs are common early in a
-container's life and rare later, and the ladder spends headroom accordingly.
+container that has behaved climbs down to the tightest window that would have held. This is
+record statistics made operational: new highs are common early in a container's life and rare
+later, and the ladder spends headroom accordingly.
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ class PeakLadderForecaster:
                 return i
         return last
 
+    def chosen_index(self, time: float) -> int:
+        """The window the forecast uses: the trusted one, except that the longest window is
+        insurance bought only when it is cheap (its peak within ``insurance_ratio`` of the
+        next-longest window's); an old outlier that would hold the allocation far up for days
+        is not worth it, a recurring level is."""
+        i = self.trusted_index(time)
+        last = len(self._windows) - 1
+        if i == last and last > 0:
+            long_peak = self._windows[last].value()
+            shorter = self._windows[last - 1].value()
+            if not math.isnan(shorter) and long_peak > self.s.insurance_ratio * shorter:
+                return last - 1
+        return i
+
     def trusted_window_steps(self, time: float) -> int:
         return self.s.windows_steps[self.trusted_index(time)]
 
@@ -65,7 +80,7 @@ class PeakLadderForecaster:
         return self._windows[-1].value() * self.s.factor
 
     def forecast(self, time: float, horizon_s: float) -> Forecast | None:
-        i = self.trusted_index(time)
+        i = self.chosen_index(time)
         peak = self._windows[i].value()
         if math.isnan(peak):
             peak = max((w.value() for w in self._windows if not math.isnan(w.value())),

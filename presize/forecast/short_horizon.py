@@ -23,6 +23,9 @@ from presize.settings import ShortHorizonSettings
 
 RATIO_OPTIONS_FIRST = 0.01
 RATIO_OPTIONS_MAX = 1000.0
+# 1 % buckets: a smooth container's ratios sit within a few percent of 1.0, and 5 % buckets
+# (VPA's, fine for sizes) would make its interval a whole bucket wide and over-cover.
+RATIO_GROWTH = 0.01
 
 
 class ShortHorizonForecaster:
@@ -38,6 +41,7 @@ class ShortHorizonForecaster:
                 first_bucket_size=RATIO_OPTIONS_FIRST,
                 max_value=RATIO_OPTIONS_MAX,
                 half_life_s=self.s.half_life_s,
+                growth=RATIO_GROWTH,
             )
         )
         self._n = 0

@@ -93,7 +93,7 @@ def confidence_scale(base: float, multiplier: float, exponent: float, confidence
     """VPA's confidence multiplier: base × (1 + multiplier/confidence)^exponent."""
     if confidence <= 0:
         return math.inf if exponent > 0 else 0.0
-    return base * (1.0 + multiplier / confidence) ** exponent
+    return float(base * (1.0 + multiplier / confidence) ** exponent)
 
 
 class VpaPolicy:
@@ -259,11 +259,14 @@ class AutopilotPolicy:
         self.cpu_hist.add(obs.cpu, max(obs.cpu, 1e-12), obs.time)
 
     def allocate(self, t: int, time: float) -> tuple[float, float]:
-        peak = max((v for v in self.mem_peaks if v == v), default=None)
+        peak = max((v for v in self.mem_peaks if not math.isnan(v)), default=None)
         if self.cpu_hist.is_empty() or peak is None:
             return self.alloc
         self.alloc = (
-            max(self.cpu_hist.percentile(self.s.cpu_q) * (1 + self.s.cpu_margin), self.units.cpu_min),
+            max(
+                self.cpu_hist.percentile(self.s.cpu_q) * (1 + self.s.cpu_margin),
+                self.units.cpu_min,
+            ),
             max(peak * (1 + self.s.mem_margin), self.units.mem_min),
         )
         return self.alloc
@@ -286,8 +289,8 @@ class ReactivePolicy:
         self.mem.append(obs.mem_peak)
 
     def allocate(self, t: int, time: float) -> tuple[float, float]:
-        c = max((v for v in self.cpu if v == v), default=None)
-        m = max((v for v in self.mem if v == v), default=None)
+        c = max((v for v in self.cpu if not math.isnan(v)), default=None)
+        m = max((v for v in self.mem if not math.isnan(v)), default=None)
         if c is not None and m is not None:
             self.alloc = (
                 max(c * self.factor, self.units.cpu_min),

@@ -21,22 +21,36 @@ well calibrated they are.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from presize.classify import Classification, classify, features
 from presize.forecast.ensemble import EnsembleForecaster
 from presize.forecast.ladder import PeakLadderForecaster
 from presize.forecast.percentile import PercentileForecaster
+from presize.forecast.seasonal import SeasonalForecaster
 from presize.forecast.short_horizon import ShortHorizonForecaster
 from presize.forecast.windows import TrailingMax
 from presize.histogram import HistogramOptions
-from presize.model import Action, Bounds, Forecast
+from presize.model import Action, Bounds, Forecast, WorkloadClass
 from presize.policy import Allocation, DecisionState, Limits, Signals, decide
-from presize.replay.series import STEP_SECONDS, STEPS_PER_DAY, STEPS_PER_HOUR, FloatArray
-from presize.replay.series import Series, TraceUnits
+from presize.replay.series import (
+    STEP_SECONDS,
+    STEPS_PER_DAY,
+    STEPS_PER_HOUR,
+    FloatArray,
+    Series,
+    TraceUnits,
+)
 from presize.replay.simulator import Observation
-from presize.settings import LadderSettings, PolicySettings, ShortHorizonSettings
+from presize.settings import (
+    LadderSettings,
+    PolicySettings,
+    SeasonalSettings,
+    ShortHorizonSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ class PresizeReplaySettings:
     burst_boost: float = 2.0  # the most either memory guard multiplies a peak by
     cpu_percentile_half_life_s: float = 86400.0
     cpu_ensemble: bool = True
+    classify_every_s: float = 86400.0
+    seasonal_for_periodic: bool = True
     burst_window_steps: int = STEPS_PER_DAY
     horizon_s: float = STEP_SECONDS
 
@@ -77,11 +93,17 @@ class PresizeSeriesPolicy:
             upper_q=self.s.cpu.upper_q,
         )
         self.cpu_ens = EnsembleForecaster([self.cpu_fc, self.cpu_pct], q=self.s.cpu.upper_q)
+        self.history: deque[tuple[float, float]] = deque(maxlen=7 * STEPS_PER_DAY)
+        self.classified_at = series.start_time
+        self.classification: Classification | None = None
+        self.classes: dict[str, int] = {}
         self.mem_fc = ShortHorizonForecaster(_with_floor(self.s.memory, floor_mem))
         self.ladder = PeakLadderForecaster(self.s.ladder)
         self.cpu_high = TrailingMax(self.s.burst_window_steps)
         self.mem_recent = TrailingMax(STEPS_PER_HOUR)
-        self.limits = Limits(cpu=Bounds(minimum=units.cpu_min), memory=Bounds(minimum=units.mem_min))
+        self.limits = Limits(
+            cpu=Bounds(minimum=units.cpu_min), memory=Bounds(minimum=units.mem_min)
+        )
         self.alloc = Allocation(series.initial_cpu, series.initial_mem)
         self.state = DecisionState()
         self.signals = Signals()
@@ -100,6 +122,10 @@ class PresizeSeriesPolicy:
         # and bursts above it run on the node's spare capacity up to the limit. Memory is a
         # hard limit, so memory is sized to the window's peak.
         self.cpu_ens.observe(obs.time, obs.cpu)
+        if obs.valid:
+            self.history.append((obs.time, obs.cpu))
+        if obs.time - self.classified_at >= self.s.classify_every_s:
+            self._classify(obs.time)
         self.mem_fc.observe(obs.time, obs.mem_peak)
         self.ladder.observe(obs.time, obs.mem_peak)
         self.cpu_high.push(obs.cpu)
@@ -110,6 +136,23 @@ class PresizeSeriesPolicy:
             throttled_fraction=1.0 if obs.valid and obs.cpu > self.alloc.cpu else 0.0,
             memory_peak=0.0 if math.isnan(peak) else peak,
         )
+
+    def _classify(self, time: float) -> None:
+        """Daily: classify the CPU history; a periodic workload gets the seasonal model."""
+        self.classified_at = time
+        if len(self.history) < STEPS_PER_DAY:
+            return
+        times, values = zip(*self.history, strict=True)
+        c = classify(features(times, values, step_s=STEP_SECONDS))
+        self.classification = c
+        self.classes[c.workload_class.value] = self.classes.get(c.workload_class.value, 0) + 1
+        periodic = c.workload_class is WorkloadClass.PERIODIC
+        has_seasonal = any(isinstance(m, SeasonalForecaster) for m in self.cpu_ens.members)
+        if periodic and self.s.seasonal_for_periodic and not has_seasonal:
+            seasonal = SeasonalForecaster(SeasonalSettings())
+            for t, v in self.history:
+                seasonal.observe(t, v)
+            self.cpu_ens.add_member(seasonal)
 
     def _record_band(self, t: int, prefix: str, f: Forecast | None) -> None:
         if f is not None:
@@ -158,8 +201,9 @@ class PresizeSeriesPolicy:
         key = f"{decision.action.value}:{decision.reason.value}"
         self.actions[key] = self.actions.get(key, 0) + 1
         if decision.action is not Action.NOOP and decision.action is not Action.DEFER:
-            assert decision.cpu is not None and decision.memory is not None
-            self.alloc = Allocation(decision.cpu, decision.memory)
+            cpu = decision.cpu if decision.cpu is not None else self.alloc.cpu
+            mem = decision.memory if decision.memory is not None else self.alloc.memory
+            self.alloc = Allocation(cpu, mem)
         return self.alloc.cpu, self.alloc.memory
 
     def extras(self) -> dict[str, FloatArray]:

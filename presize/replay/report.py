@@ -211,7 +211,8 @@ def _series_figure(result: ReplayResult, index: int) -> str:
             alloc = run.cpu_alloc if res == "cpu" else run.mem_alloc
             ax.step(days, alloc, where="post", lw=0.9, color=_COLOURS.get(name, "grey"),
                     label=name)
-        ax.set_ylabel(f"{res} ({result.trace.units.cpu_name if res == 'cpu' else result.trace.units.mem_name})")
+        units = result.trace.units
+        ax.set_ylabel(f"{res} ({units.cpu_name if res == 'cpu' else units.mem_name})")
         top = np.nanpercentile(usage, 99.9) if np.isfinite(usage).any() else 1.0
         ax.set_ylim(0, top * 2.5 if top > 0 else 1.0)
     axes[1].set_xlabel("days")

@@ -119,7 +119,7 @@ def run_replay(
     progress: Callable[[str], None] | None = None,
 ) -> ReplayResult:
     """Replay every policy over every series of ``trace`` and score them."""
-    global _TRACE
+    global _TRACE  # noqa: PLW0603  (shared with forked workers, set only here)
     start = time.monotonic()
     factories: dict[str, Factory] = {}
     for name in policies:
@@ -146,10 +146,11 @@ def run_replay(
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(n_workers) as pool:
                 results = pool.imap_unordered(_work, jobs, chunksize=4)
-                _collect(results, runs, cov_hits, cov_total, len(trace.series), done_at, progress)
+                _collect(results, runs=runs, cov_hits=cov_hits, cov_total=cov_total,
+                         n_series=len(trace.series), done_at=done_at, progress=progress)
         else:
-            _collect(map(_work, jobs), runs, cov_hits, cov_total, len(trace.series), done_at,
-                     progress)
+            _collect(map(_work, jobs), runs=runs, cov_hits=cov_hits, cov_total=cov_total,
+                     n_series=len(trace.series), done_at=done_at, progress=progress)
     finally:
         _TRACE = None
     out: dict[str, PolicyResult] = {}
@@ -168,6 +169,7 @@ def run_replay(
 
 def _collect(
     results: object,
+    *,
     runs: dict[str, dict[int, SeriesRun]],
     cov_hits: dict[str, dict[str, int]],
     cov_total: dict[str, dict[str, int]],

@@ -17,7 +17,11 @@ from presize.forecast.ladder import PeakLadderForecaster
 from presize.settings import LadderSettings
 
 STEP = 300.0
-TOY = LadderSettings(windows_steps=(2, 4, 8), factor=1.05, trust_s=10 * STEP, min_age_s=10 * STEP)
+# insurance_ratio is huge here so these tests see the trust mechanics alone.
+TOY = LadderSettings(
+    windows_steps=(2, 4, 8), factor=1.05, trust_s=10 * STEP, min_age_s=10 * STEP,
+    insurance_ratio=1e9,
+)
 
 
 class Clocked:
@@ -74,7 +78,7 @@ def test_ladder_uses_the_longest_window_until_trust_has_been_earned() -> None:
 
 
 def test_ladder_trusts_a_young_series_from_min_age_on_its_whole_life() -> None:
-    young = LadderSettings(windows_steps=(2, 4, 8), factor=1.05, trust_s=10 * STEP,
+    young = LadderSettings(windows_steps=(2, 4, 8), factor=1.05, trust_s=10 * STEP, insurance_ratio=1e9,
                            min_age_s=4 * STEP)
     c = Clocked(young).feed(2.0, 2.0, 2.0, 2.0)
     assert c.window() == 8  # 3 steps old
@@ -132,7 +136,8 @@ def test_ladder_does_not_trust_a_window_holding_only_gaps() -> None:
 
 
 def test_ladder_forecast_falls_back_to_any_window_with_numbers() -> None:
-    c = Clocked(LadderSettings(windows_steps=(1, 3), factor=1.05, trust_s=0.0, min_age_s=0.0))
+    c = Clocked(LadderSettings(windows_steps=(1, 3), factor=1.05, trust_s=0.0, min_age_s=0.0,
+                               insurance_ratio=1e9))
     c.feed(4.0, math.nan)
     # Trusted: the longest (the 1-step window holds only a gap).
     assert c.point() == 4.0
@@ -164,3 +169,24 @@ def test_ladder_settings_reject_non_positive_windows(windows: tuple[int, ...]) -
 def test_ladder_settings_reject_bad_numbers(kwargs: dict[str, float]) -> None:
     with pytest.raises(SettingsError, match=next(iter(kwargs))):
         LadderSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_longest_window_is_insurance_bought_only_when_cheap() -> None:
+    """An old outlier far above the next window's peak does not hold the allocation up."""
+    settings = LadderSettings(windows_steps=(2, 8), factor=1.0, trust_s=1e9, min_age_s=1e9,
+                              insurance_ratio=1.25)
+    ladder = PeakLadderForecaster(settings)
+    for t, v in enumerate([10.0, 1.0, 1.0, 1.0, 1.0]):
+        ladder.observe(t * STEP, v)
+    # Nothing is trusted yet (min_age_s is huge) so the longest window would be used, but its peak
+    # (10) is 10x the shorter one's (1): the shorter window is chosen.
+    assert ladder.trusted_index(5 * STEP) == 1
+    assert ladder.chosen_index(5 * STEP) == 0
+    f = ladder.forecast(5 * STEP, STEP)
+    assert f is not None
+    assert f.upper == 1.0
+    # A peak within the ratio is cheap insurance and is kept.
+    cheap = PeakLadderForecaster(settings)
+    for t, v in enumerate([1.2, 1.0, 1.0, 1.0, 1.0]):
+        cheap.observe(t * STEP, v)
+    assert cheap.chosen_index(5 * STEP) == 1

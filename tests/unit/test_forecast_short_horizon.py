@@ -1,7 +1,7 @@
 """ShortHorizonForecaster: trailing maximum × a learned ratio quantile, with a fixed clock.
 
-Ratios live in a histogram whose first bucket is 0.01 wide and whose buckets grow by 5 %, so
-bucket ``i`` starts at ``0.01 * (1.05**i - 1) / 0.05``; a percentile is the end of its bucket.
+Ratios live in a histogram whose first bucket is 0.01 wide and whose buckets grow by 1 %, so
+bucket ``i`` starts at ``0.01 * (1.01**i - 1) / 0.01``; a percentile is the end of its bucket.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from presize.forecast.short_horizon import ShortHorizonForecaster
 from presize.settings import ShortHorizonSettings
 
 STEP = 300.0
-FIRST, GROWTH = 0.01, 0.05
+FIRST, GROWTH = 0.01, 0.01
 
 
 def bucket_of(value: float) -> int:
@@ -75,7 +75,7 @@ def test_short_horizon_constant_series_learns_ratio_one_and_covers_it() -> None:
     fc = f.forecast(now, 3600.0)
     assert fc is not None
     assert f.reference() == 2.0
-    # All ratios are exactly 1.0: bucket 36, [0.958, 1.016).
+    # All ratios are exactly 1.0: one bucket, whose end is the learned ratio.
     assert fc.point == pytest.approx(2.0 * ratio_end(1.0), rel=1e-9)
     assert fc.point / 2.0 == pytest.approx(1.0, abs=0.02)
     assert fc.lower == pytest.approx(2.0 * ratio_start(1.0), rel=1e-9)

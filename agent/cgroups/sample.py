@@ -1,0 +1,60 @@
+"""What one read of one container's cgroup yields, the same for cgroup v1 and v2.
+
+Counters stay cumulative here (CPU time, throttled periods, OOM kills, I/O, PSI stall time):
+turning them into rates needs two reads and the time between them, which is the sampler's job,
+not the reader's. Units are fixed so that v1 and v2 cannot be mixed up: nanoseconds for CPU
+time, microseconds for PSI stall totals (as the kernel counts them), bytes for memory and I/O.
+
+Limits live apart, in :class:`Limits`, because they change only when someone resizes the
+container; the sampling loop rereads them every few seconds instead of every second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.cgroups.parse import IoStat, Throttling
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySample:
+    """Memory gauges in bytes; ``working_set`` is usage minus inactive page cache."""
+
+    usage: int
+    working_set: int
+    anon: int
+    file: int
+    peak: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PsiTotals:
+    """Cumulative "some" stall time in microseconds per resource; ``None`` where absent."""
+
+    cpu_us: int | None = None
+    memory_us: int | None = None
+    io_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupSample:
+    """One container's cgroup at one instant.
+
+    ``memory``, ``oom_kills`` and ``io`` are ``None`` where the hierarchy does not offer them
+    (a v2 cgroup without the memory or io controller, a v1 kernel older than 4.13).
+    """
+
+    cpu_usage_ns: int
+    throttling: Throttling
+    memory: MemorySample | None = None
+    oom_kills: int | None = None
+    io: IoStat | None = None
+    psi: PsiTotals = PsiTotals()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The container's CPU limit in cores and memory limit in bytes (``None``: unlimited)."""
+
+    cpu_cores: float | None = None
+    memory_bytes: int | None = None

@@ -1,0 +1,139 @@
+"""Cumulative cgroup counters → per-interval rates, with the elapsed time measured, not assumed.
+
+Why measure: a 1 Hz loop is never exactly 1 Hz. A scheduling hiccup that makes one interval
+1.4 s long would, with an assumed 1 s, report 1.4 cores of use from a container limited to
+one. So every sample carries the monotonic time at which it was read, and a rate is a counter
+delta divided by the time between *those* reads. The time is passed in; nothing here reads a
+clock.
+
+Why the first sample only primes: a rate needs two points. Why a backwards counter re-primes:
+counters in a cgroup only grow, so one that shrinks means the cgroup was removed and recreated
+under the same path (a container restarted in place). Its delta would be meaningless (negative,
+or a huge wrap), so the tracker starts over from that sample and counts the reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.cgroups.sample import CgroupSample
+
+NS_PER_S = 1e9
+US_PER_S = 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """What one container did between two reads ``elapsed`` seconds apart, ending at ``time``.
+
+    ``cpu_cores`` is average use over the interval; ``periods``/``throttled_periods`` are CFS
+    periods that elapsed and were throttled in it (their ratio is the throttled fraction);
+    ``psi_*`` are the shares of the interval some task stalled (0..1, ``None`` when the
+    hierarchy has no PSI); I/O and OOM kills are amounts within the interval; memory is the
+    working set at the end of the interval.
+    """
+
+    time: float
+    elapsed: float
+    cpu_cores: float
+    periods: int = 0
+    throttled_periods: int = 0
+    throttled_s: float = 0.0
+    mem_working_set: float | None = None
+    mem_usage: float | None = None
+    oom_kills: int = 0
+    io_read_bytes: float = 0.0
+    io_write_bytes: float = 0.0
+    psi_cpu: float | None = None
+    psi_memory: float | None = None
+    psi_io: float | None = None
+
+
+def _delta(before: int | None, after: int | None) -> int | None:
+    """``after - before``; ``None`` when either is unknown; ``-1`` flags a counter reset."""
+    if before is None or after is None:
+        return None
+    return after - before if after >= before else -1
+
+
+def _stall(before: int | None, after: int | None, elapsed: float) -> float | None:
+    d = _delta(before, after)
+    if d is None or d < 0:
+        return None
+    return min(1.0, d / US_PER_S / elapsed)
+
+
+def is_reset(prev: CgroupSample, cur: CgroupSample) -> bool:
+    """True when any cumulative counter went backwards (the cgroup was recreated)."""
+    pairs: list[tuple[int | None, int | None]] = [
+        (prev.cpu_usage_ns, cur.cpu_usage_ns),
+        (prev.throttling.nr_periods, cur.throttling.nr_periods),
+        (prev.throttling.nr_throttled, cur.throttling.nr_throttled),
+        (prev.oom_kills, cur.oom_kills),
+    ]
+    if prev.io is not None and cur.io is not None:
+        pairs += [
+            (prev.io.read_bytes, cur.io.read_bytes),
+            (prev.io.write_bytes, cur.io.write_bytes),
+        ]
+    return any(b is not None and a is not None and b < a for a, b in pairs)
+
+
+def rates_between(
+    prev: CgroupSample, cur: CgroupSample, *, elapsed: float, time: float
+) -> Rates | None:
+    """The rates between two reads ``elapsed`` seconds apart; ``None`` if they cannot be had.
+
+    ``None`` when no time passed (two reads of one instant) or a counter reset.
+    """
+    if elapsed <= 0 or is_reset(prev, cur):
+        return None
+    t_prev, t_cur = prev.throttling, cur.throttling
+    mem = cur.memory
+    io_read = io_write = 0.0
+    if prev.io is not None and cur.io is not None:
+        io_read = float(cur.io.read_bytes - prev.io.read_bytes)
+        io_write = float(cur.io.write_bytes - prev.io.write_bytes)
+    return Rates(
+        time=time,
+        elapsed=elapsed,
+        cpu_cores=(cur.cpu_usage_ns - prev.cpu_usage_ns) / NS_PER_S / elapsed,
+        periods=t_cur.nr_periods - t_prev.nr_periods,
+        throttled_periods=t_cur.nr_throttled - t_prev.nr_throttled,
+        throttled_s=max(0, t_cur.throttled_ns - t_prev.throttled_ns) / NS_PER_S,
+        mem_working_set=None if mem is None else float(mem.working_set),
+        mem_usage=None if mem is None else float(mem.usage),
+        oom_kills=max(0, _delta(prev.oom_kills, cur.oom_kills) or 0),
+        io_read_bytes=io_read,
+        io_write_bytes=io_write,
+        psi_cpu=_stall(prev.psi.cpu_us, cur.psi.cpu_us, elapsed),
+        psi_memory=_stall(prev.psi.memory_us, cur.psi.memory_us, elapsed),
+        psi_io=_stall(prev.psi.io_us, cur.psi.io_us, elapsed),
+    )
+
+
+class CounterTracker:
+    """One container's previous read; turns each new read into :class:`Rates`.
+
+    ``resets`` counts how often the counters went backwards, so the loop can export it.
+    """
+
+    __slots__ = ("_prev", "_prev_time", "resets")
+
+    def __init__(self) -> None:
+        self._prev: CgroupSample | None = None
+        self._prev_time = 0.0
+        self.resets = 0
+
+    def update(self, sample: CgroupSample, now: float) -> Rates | None:
+        """Rates since the previous read at monotonic time ``now``; ``None`` while priming."""
+        prev, prev_time = self._prev, self._prev_time
+        if prev is not None and now <= prev_time:
+            return None  # a clock that did not move: keep the older baseline
+        self._prev, self._prev_time = sample, now
+        if prev is None:
+            return None
+        rates = rates_between(prev, sample, elapsed=now - prev_time, time=now)
+        if rates is None:
+            self.resets += 1
+        return rates
