@@ -1,112 +1,261 @@
 """``presize agent``: the composition root of the node agent.
 
 Everything is wired here and nowhere else: the cgroup reader (v1 or v2, detected once), the
-discovery walk, the collector, and the loop that ticks it at a fixed rate. The loop schedules
-by deadline (``start + n / hz``) rather than by ``sleep(1 / hz)`` after each tick, so the
-rate does not drift by the time a tick takes; a tick that overruns skips the deadlines it
-missed instead of bursting to catch up.
+collector, the urgency watcher, the spool and publisher (when a controller URL is given), and
+the ``/metrics`` + ``/healthz`` server (when a port is given). Settings come from flags, each
+defaulting to an environment variable (``PRESIZE_*``, as a DaemonSet sets them).
 
-What exists so far: sampling, windows, and window batches printed as JSON lines
-(``--print-windows``). Publishing to the controller, the spool and ``/metrics`` come next.
-On SIGTERM/SIGINT the agent finishes its tick and prints one JSON line of counters to stderr.
+One asyncio loop, one thread: the sampling tick (a few milliseconds of file reads) runs in the
+loop between awaits, so the spool, the publisher and the metrics see the collector's state
+without locks. The loop schedules by deadline (``start + n / hz``) rather than by
+``sleep(1 / hz)`` after each tick, so the rate does not drift by the time a tick takes; a
+tick that overruns skips the deadlines it missed instead of bursting to catch up. Periodic
+work (the batch every ``--batch`` seconds, the urgent check every 10 s) rides on the ticks.
+
+On SIGTERM/SIGINT the agent finishes its tick, stops the publisher (unsent reports stay in the
+spool for the next start) and prints one JSON line of counters to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import math
+import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Callable
-from types import FrameType
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
 
 from agent.cgroups.reader import V1Reader, open_reader
 from agent.collector import Collector, CollectorSettings
+from agent.errors import AgentError
+from agent.metrics import AgentMetrics, make_app
+from agent.node import read_node
+from agent.publisher import Publisher, PublisherSettings
+from agent.reports import build_reports
+from agent.spool import Spool
+from agent.urgent import UrgencyWatcher, UrgentSettings
+from presize.model import UsageWindow
 
 log = logging.getLogger("agent")
+
+Periodic = tuple[float, Callable[[float], None]]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"PRESIZE_{name}", default)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="presize agent", description=__doc__.splitlines()[0])
-    p.add_argument("--root", default="/sys/fs/cgroup", help="cgroup mount (v2) or v1 parent")
-    p.add_argument("--base", default="", help="only discover under this cgroup subtree")
-    p.add_argument("--hz", type=float, default=1.0, help="container reads per second")
-    p.add_argument("--batch", type=float, default=60.0, help="seconds per window batch")
-    p.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0: never)")
-    p.add_argument("--print-windows", action="store_true", help="print batches as JSON lines")
-    p.add_argument("--log-level", default="INFO")
-    return p
+    add = p.add_argument
+    add("--root", default=_env("CGROUP_ROOT", "/sys/fs/cgroup"), help="v2 mount or v1 parent")
+    add("--base", default=_env("CGROUP_BASE", ""), help="only discover under this cgroup subtree")
+    add("--hz", type=float, default=float(_env("HZ", "1")), help="container reads per second")
+    add("--batch", type=float, default=float(_env("BATCH_SECONDS", "60")), help="seconds per batch")
+    add("--node", default=os.environ.get("NODE_NAME", socket.gethostname()), help="node name")
+    add("--controller-url", default=_env("CONTROLLER_URL", ""),
+        help="the controller's POST /v1/reports URL (empty: do not publish)")
+    add("--token-path", default=_env("TOKEN_PATH", "/var/run/secrets/presize/token"),
+        help="bearer token file (a projected ServiceAccount token; reread when it changes)")
+    add("--ca-file", default=_env("CA_FILE", "") or None, help="CA bundle of the controller")
+    add("--spool-dir", default=_env("SPOOL_DIR", "/var/lib/presize/spool"))
+    add("--spool-max-bytes", type=int, default=int(_env("SPOOL_MAX_BYTES", str(64 << 20))))
+    add("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")),
+        help="port of /metrics and /healthz (0: no server)")
+    add("--metrics-host", default=_env("METRICS_HOST", "0.0.0.0"))
+    add("--seconds", type=float, default=0.0, help="stop after this long (0: never)")
+    add("--print-windows", action="store_true", help="print batches as JSON lines")
+    add("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    return p  # fmt: skip
 
 
-class _Stop:
-    """Set by SIGTERM/SIGINT; the loop checks it between ticks."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-
-
-def run(
+async def run(
     collector: Collector,
     *,
     hz: float,
-    batch_s: float,
     seconds: float,
-    stop: _Stop,
-    emit: Callable[[Collector, float], None],
+    stop: asyncio.Event,
+    every: Sequence[Periodic] = (),
+    on_tick: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> None:
-    """Tick ``collector`` at ``hz`` until ``stop`` or ``seconds``; ``emit`` every ``batch_s``."""
+    """Tick ``collector`` at ``hz`` until ``stop`` or ``seconds``; call each ``(period, fn)``
+    of ``every`` with the time once per ``period`` (never twice for one period)."""
     start = clock()
     period = 1.0 / hz
     n = 0
-    next_batch = start + batch_s
-    while not stop.requested and (seconds <= 0 or clock() - start < seconds):
+    due = [start + p for p, _ in every]
+
+    async def wait(delay: float) -> None:
+        if sleep is not None:
+            await sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    while not stop.is_set() and (seconds <= 0 or clock() - start < seconds):
+        t0 = clock()
         collector.tick()
         now = clock()
-        if now >= next_batch:
-            emit(collector, now)
-            next_batch += batch_s * max(1, math.floor((now - next_batch) / batch_s) + 1)
+        if on_tick is not None:
+            on_tick(now - t0)
+        for i, (p, fn) in enumerate(every):
+            if now >= due[i]:
+                fn(now)
+                due[i] += p * max(1, math.floor((now - due[i]) / p) + 1)
         n = max(n + 1, math.ceil((now - start) / period))
         delay = start + n * period - clock()
+        if seconds > 0:
+            delay = min(delay, start + seconds - clock())
         if delay > 0:
-            sleep(delay)
+            await wait(delay)
+
+
+class Agent:
+    """The wired agent: what happens each batch and each urgent step."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        reader = open_reader(args.root)
+        scan_root = reader.roots.cpuacct if isinstance(reader, V1Reader) else reader.root
+        self.collector = Collector(
+            reader,
+            scan_root=scan_root,
+            clock=time.monotonic,
+            settings=CollectorSettings(hz=args.hz, window_s=(10.0, args.batch), base=args.base),
+        )
+        self.watcher = UrgencyWatcher(UrgentSettings())
+        self.spool: Spool | None = None
+        self.publisher: Publisher | None = None
+        if args.controller_url:
+            self.spool = Spool(args.spool_dir, max_bytes=args.spool_max_bytes)
+            settings = PublisherSettings(
+                url=args.controller_url, token_path=args.token_path or None, ca_file=args.ca_file
+            )
+            self.publisher = Publisher(self.spool, settings)
+        self.metrics = AgentMetrics(
+            self.collector,
+            self.watcher,
+            spool=self.spool,
+            publisher=None if self.publisher is None else self.publisher.stats,
+            node=read_node,
+        )
+        self.last_tick = time.monotonic()
+        self.urgent_sent = 0
+        self.spool_failures = 0
+
+    def healthy(self) -> bool:
+        """Ticks keep coming: the last one within five periods (at least 10 s)."""
+        stale_s = max(5.0 / float(self.args.hz), 10.0)
+        return time.monotonic() - self.last_tick < stale_s
+
+    def on_tick(self, took_s: float) -> None:
+        self.metrics.tick_seconds.observe(took_s)
+        self.last_tick = time.monotonic()
+
+    def _epoch_offset(self) -> float:
+        return time.time() - time.monotonic()
+
+    def _send(self, windows: Sequence[UsageWindow], now: float, reasons: tuple[str, ...]) -> None:
+        """Spool and send; a spool that cannot write (disk full, read-only) costs this batch,
+        loudly, but never the sampling loop."""
+        if self.publisher is None or self.spool is None:
+            return
+        try:
+            for report in build_reports(
+                windows,
+                node=self.args.node,
+                agent_id=self.spool.agent_id,
+                sent_at=now + self._epoch_offset(),
+                sequence=self.spool.next_sequence,
+                urgent_reasons=reasons,
+            ):
+                self.publisher.submit(report)
+        except (AgentError, OSError) as exc:
+            self.spool_failures += 1
+            log.error("could not spool a report of %d windows: %s", len(windows), exc)
+
+    def on_batch(self, now: float) -> None:
+        offset = self._epoch_offset()
+        windows = self.collector.windows(self.args.batch, now=now, epoch_offset=offset)
+        if self.args.print_windows:
+            for w in windows:
+                print(json.dumps(dataclasses.asdict(w)), flush=True)
+        self._send(windows, now, ())
+        log.info("batch of %d windows", len(windows))
+
+    def on_step(self, now: float) -> None:
+        step = self.watcher.s.step_s
+        windows = self.collector.windows(step, now=now, epoch_offset=self._epoch_offset())
+        triggers = self.watcher.step(now, windows)
+        if triggers:
+            reasons = tuple(r for t in triggers for r in t.reasons)
+            log.warning("urgent: %s", "; ".join(reasons))
+            self._send([t.window for t in triggers], now, reasons)
+            self.urgent_sent += 1
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        runner: web.AppRunner | None = None
+        if self.args.metrics_port:
+            runner = web.AppRunner(make_app(self.metrics, self.healthy), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, self.args.metrics_host, self.args.metrics_port).start()
+        sender = None
+        if self.publisher is not None:
+            sender = asyncio.create_task(self.publisher.run(stop))
+        try:
+            await run(
+                self.collector,
+                hz=self.args.hz,
+                seconds=self.args.seconds,
+                stop=stop,
+                every=[(self.args.batch, self.on_batch), (self.watcher.s.step_s, self.on_step)],
+                on_tick=self.on_tick,
+            )
+        finally:
+            stop.set()
+            if sender is not None:
+                await sender
+            if runner is not None:
+                await runner.cleanup()
+
+
+async def _main(agent: Agent) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await agent.serve(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(message)s")
-    reader = open_reader(args.root)
-    scan_root = reader.roots.cpuacct if isinstance(reader, V1Reader) else reader.root
-    collector = Collector(
-        reader,
-        scan_root=scan_root,
-        clock=time.monotonic,
-        settings=CollectorSettings(hz=args.hz, window_s=(10.0, args.batch), base=args.base),
-    )
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    def emit(c: Collector, now: float) -> None:
-        windows = c.windows(args.batch, now=now, epoch_offset=time.time() - time.monotonic())
-        if args.print_windows:
-            for w in windows:
-                print(json.dumps(dataclasses.asdict(w)), flush=True)
-        log.info("batch of %d windows", len(windows))
-
-    log.info("agent: cgroup v%d at %s, %.2f Hz", reader.version, args.root, args.hz)
-    run(collector, hz=args.hz, batch_s=args.batch, seconds=args.seconds, stop=stop, emit=emit)
-    stats = dataclasses.asdict(collector.stats)
-    stats["containers"] = len(collector.containers)
-    stats["resets"] = collector.resets()
+    agent = Agent(args)
+    log.info("agent: cgroup v%d at %s, %.2f Hz, controller %s", agent.collector.reader.version,
+             args.root, args.hz, args.controller_url or "(none)")  # fmt: skip
+    asyncio.run(_main(agent))
+    c = agent.collector
+    stats = dataclasses.asdict(c.stats)
+    stats["containers"] = len(c.containers)
+    stats["resets"] = c.resets()
+    stats["urgent"] = agent.urgent_sent
+    if agent.spool is not None:
+        stats["spooled"] = len(agent.spool)
     print(json.dumps(stats), file=sys.stderr, flush=True)
     return 0
 

@@ -12,8 +12,9 @@ decide the fate of the others):
   next tick may succeed) and go on with the next container;
 * a counter reset → the tracker re-primes and counts it.
 
-Limits are reread every ``limits_s`` rather than every tick: they change only on a resize, and
-the three extra files per container would be a third of the agent's cost.
+Limits and the lifetime memory peak are reread every ``limits_s`` rather than every tick: limits
+change only on a resize and the peak is a high-water mark, and the three or four extra files
+per container would be a third of the agent's cost.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from agent.cgroups.reader import CgroupReader
 from agent.cgroups.sample import Limits
 from agent.discovery import ContainerCgroup, PodDirectory, StaticPods, identify, scan
 from agent.errors import AgentError
-from agent.sampler import CounterTracker
+from agent.sampler import CounterTracker, Rates
 from agent.windows import RateWindow, capacity_for
 from presize.errors import SettingsError
-from presize.model import UsageWindow
+from presize.model import PodRef, UsageWindow
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class _Tracked:
     window: RateWindow
     tracker: CounterTracker = field(default_factory=CounterTracker)
     limits: Limits | None = None
+    peak: int | None = None
     limits_at: float = float("-inf")
 
 
@@ -133,6 +135,7 @@ class Collector:
             now = self.clock()
             if sample is not None and now - tracked.limits_at >= self.s.limits_s:
                 tracked.limits = self.reader.read_limits(path) or tracked.limits
+                tracked.peak = self.reader.read_peak(path)
                 tracked.limits_at = now
         except AgentError as exc:
             self.stats.read_errors += 1
@@ -166,6 +169,16 @@ class Collector:
             )
             if window is not None:
                 out.append(window)
+        return out
+
+    def latest(self) -> list[tuple[PodRef, str, Rates]]:
+        """The most recent rates of every container that has some (for metrics)."""
+        out: list[tuple[PodRef, str, Rates]] = []
+        for tracked in self._tracked.values():
+            rates = tracked.window.latest()
+            if rates is not None:
+                pod, name = identify(tracked.cgroup, self.directory)
+                out.append((pod, name, rates))
         return out
 
     def resets(self) -> int:

@@ -14,7 +14,7 @@ or a huge wrap), so the tracker starts over from that sample and counts the rese
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.cgroups.sample import CgroupSample
 
@@ -22,8 +22,7 @@ NS_PER_S = 1e9
 US_PER_S = 1e6
 
 
-@dataclass(frozen=True, slots=True)
-class Rates:
+class Rates(NamedTuple):
     """What one container did between two reads ``elapsed`` seconds apart, ending at ``time``.
 
     ``cpu_cores`` is average use over the interval; ``periods``/``throttled_periods`` are CFS
@@ -31,6 +30,10 @@ class Rates:
     ``psi_*`` are the shares of the interval some task stalled (0..1, ``None`` when the
     hierarchy has no PSI); I/O and OOM kills are amounts within the interval; memory is the
     working set at the end of the interval.
+
+    A ``NamedTuple`` (immutable, typed) rather than a frozen dataclass: one is built per
+    container per second, and a frozen dataclass's field-by-field ``object.__setattr__`` made
+    that the largest single Python cost of a tick.
     """
 
     time: float
@@ -49,34 +52,33 @@ class Rates:
     psi_io: float | None = None
 
 
-def _delta(before: int | None, after: int | None) -> int | None:
-    """``after - before``; ``None`` when either is unknown; ``-1`` flags a counter reset."""
-    if before is None or after is None:
-        return None
-    return after - before if after >= before else -1
-
-
 def _stall(before: int | None, after: int | None, elapsed: float) -> float | None:
-    d = _delta(before, after)
-    if d is None or d < 0:
+    """The share of ``elapsed`` some task stalled; ``None`` if unknown or reset."""
+    if before is None or after is None or after < before:
         return None
-    return min(1.0, d / US_PER_S / elapsed)
+    return min(1.0, (after - before) / US_PER_S / elapsed)
+
+
+def _back(before: int | None, after: int | None) -> bool:
+    return before is not None and after is not None and after < before
 
 
 def is_reset(prev: CgroupSample, cur: CgroupSample) -> bool:
     """True when any cumulative counter went backwards (the cgroup was recreated)."""
-    pairs: list[tuple[int | None, int | None]] = [
-        (prev.cpu_usage_ns, cur.cpu_usage_ns),
-        (prev.throttling.nr_periods, cur.throttling.nr_periods),
-        (prev.throttling.nr_throttled, cur.throttling.nr_throttled),
-        (prev.oom_kills, cur.oom_kills),
-    ]
-    if prev.io is not None and cur.io is not None:
-        pairs += [
-            (prev.io.read_bytes, cur.io.read_bytes),
-            (prev.io.write_bytes, cur.io.write_bytes),
-        ]
-    return any(b is not None and a is not None and b < a for a, b in pairs)
+    tp, tc = prev.throttling, cur.throttling
+    if (
+        cur.cpu_usage_ns < prev.cpu_usage_ns
+        or tc.nr_periods < tp.nr_periods
+        or tc.nr_throttled < tp.nr_throttled
+        or _back(prev.oom_kills, cur.oom_kills)
+    ):
+        return True
+    pio, cio = prev.io, cur.io
+    return (
+        pio is not None
+        and cio is not None
+        and (cio.read_bytes < pio.read_bytes or cio.write_bytes < pio.write_bytes)
+    )
 
 
 def rates_between(
@@ -91,24 +93,27 @@ def rates_between(
     t_prev, t_cur = prev.throttling, cur.throttling
     mem = cur.memory
     io_read = io_write = 0.0
-    if prev.io is not None and cur.io is not None:
-        io_read = float(cur.io.read_bytes - prev.io.read_bytes)
-        io_write = float(cur.io.write_bytes - prev.io.write_bytes)
+    pio, cio = prev.io, cur.io
+    if pio is not None and cio is not None:
+        io_read = float(cio.read_bytes - pio.read_bytes)
+        io_write = float(cio.write_bytes - pio.write_bytes)
+    oom_prev, oom_cur = prev.oom_kills, cur.oom_kills
+    p_psi, c_psi = prev.psi, cur.psi
     return Rates(
-        time=time,
-        elapsed=elapsed,
-        cpu_cores=(cur.cpu_usage_ns - prev.cpu_usage_ns) / NS_PER_S / elapsed,
-        periods=t_cur.nr_periods - t_prev.nr_periods,
-        throttled_periods=t_cur.nr_throttled - t_prev.nr_throttled,
-        throttled_s=max(0, t_cur.throttled_ns - t_prev.throttled_ns) / NS_PER_S,
-        mem_working_set=None if mem is None else float(mem.working_set),
-        mem_usage=None if mem is None else float(mem.usage),
-        oom_kills=max(0, _delta(prev.oom_kills, cur.oom_kills) or 0),
-        io_read_bytes=io_read,
-        io_write_bytes=io_write,
-        psi_cpu=_stall(prev.psi.cpu_us, cur.psi.cpu_us, elapsed),
-        psi_memory=_stall(prev.psi.memory_us, cur.psi.memory_us, elapsed),
-        psi_io=_stall(prev.psi.io_us, cur.psi.io_us, elapsed),
+        time,
+        elapsed,
+        (cur.cpu_usage_ns - prev.cpu_usage_ns) / NS_PER_S / elapsed,
+        t_cur.nr_periods - t_prev.nr_periods,
+        t_cur.nr_throttled - t_prev.nr_throttled,
+        max(0, t_cur.throttled_ns - t_prev.throttled_ns) / NS_PER_S,
+        None if mem is None else float(mem.working_set),
+        None if mem is None else float(mem.usage),
+        0 if oom_prev is None or oom_cur is None else oom_cur - oom_prev,
+        io_read,
+        io_write,
+        _stall(p_psi.cpu_us, c_psi.cpu_us, elapsed),
+        _stall(p_psi.memory_us, c_psi.memory_us, elapsed),
+        _stall(p_psi.io_us, c_psi.io_us, elapsed),
     )
 
 

@@ -118,6 +118,10 @@ class RateWindow:
     def __len__(self) -> int:
         return len(self._rates)
 
+    def latest(self) -> Rates | None:
+        """The most recent rates, ``None`` before the first."""
+        return self._rates[-1] if self._rates else None
+
     def last(self, seconds: float, *, now: float) -> list[Rates]:
         """The rates whose interval ended within ``(now - seconds, now]``, oldest first."""
         since = now - seconds

@@ -6,9 +6,10 @@
    (``<bench>/kubepods/burstable/pod<uid>/<64-hex id>``) in every controller the agent reads,
    with a CFS quota and a memory limit each;
 2. starts one light, real load per container (a shell that spins briefly, then sleeps 1 s);
-3. runs the agent as its own process (``python -m agent --base <bench> --hz 1``), lets it warm
-   up, then measures its CPU time from ``/proc/<pid>/stat`` over ``--seconds`` and its peak
-   RSS (``VmHWM``);
+3. runs the agent as its own process (``python -m agent --base <bench> --hz 1``, with its
+   ``/metrics`` server listening on 127.0.0.1 and its urgent trigger on; no controller, so no
+   publisher), lets it warm up, then measures its CPU time from ``/proc/<pid>/stat`` over
+   ``--seconds`` and its peak RSS (``VmHWM``);
 4. stops everything by pid and removes every cgroup, also on failure.
 
 The last line printed is one JSON object:
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,12 +124,19 @@ class Bench:
             _rmdir(d)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def measure(bench: Bench, seconds: float, warmup: float, hz: float) -> dict[str, object]:
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--base", bench.name, "--hz", str(hz), "--batch", "60"],
+        [sys.executable, "-m", "agent", "--base", bench.name, "--hz", str(hz), "--batch", "60",
+         "--metrics-host", "127.0.0.1", "--metrics-port", str(_free_port())],
         stderr=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
     try:
         time.sleep(warmup)
         cpu0, t0 = _proc_cpu_s(agent.pid), time.monotonic()

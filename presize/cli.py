@@ -23,6 +23,8 @@ def _trace_folders(root: Path) -> list[Path]:
             or any(p.glob("*/*.csv.gz"))
         )
 
+    if not root.is_dir():
+        raise PresizeError(f"{root}: not a folder")
     if is_trace(root) and not any(is_trace(c) for c in root.iterdir() if c.is_dir()):
         return [root]
     found = [c for c in sorted(root.iterdir()) if c.is_dir() and is_trace(c)]
@@ -57,6 +59,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     results = []
     for folder in _trace_folders(Path(args.traces)):
         trace = load_traces(folder, limit=args.limit)
+        if not trace.series:
+            raise PresizeError(f"{folder}: no series long enough to replay")
         print(f"{trace.name}: {len(trace.series)} series loaded", file=sys.stderr, flush=True)
         result = run_replay(
             trace, policies, presize_variants=variants,  # type: ignore[arg-type]

@@ -6,8 +6,9 @@ The seed rule, generalised. Per resource:
 predicted upper > alloc     grow at once to ``predicted × buffer``     (predicted-over)
 OOM kill (memory)           grow at once to ≥ ``alloc × oom_bump`` and ≥ the seen peak
 throttling / PSI over SLO   grow CPU at once to ≥ ``alloc × throttle_bump``
-predicted < threshold×alloc shrink, but only after the signal held ``down_stable_s``, not
-                            within ``down_cooldown_s`` of a change, never by more than
+predicted < threshold×alloc shrink to where the prediction is ``scale_down_to`` (90 %) of
+                            the allocation, but only after the signal held ``down_stable_s``,
+                            not within ``down_cooldown_s`` of a change, never by more than
                             ``1 − scale_down_step`` per change, never below the seen peak
 otherwise                   keep (within-band / hysteresis / cooldown)
 ==========================  ==========================================================
@@ -110,7 +111,9 @@ def _plan_resource(
         return _Plan(current, Reason.HYSTERESIS, since)
     if now - state.last_change < s.down_cooldown_s or now < state.shrink_blocked_until:
         return _Plan(current, Reason.COOLDOWN, since)
-    shrunk = max(predicted * s.buffer, current * s.scale_down_step, floor)
+    # Never shrink below what a growth would have set (a buffer above 1/scale_down_to wins).
+    target = predicted * max(s.buffer, 1.0 / s.scale_down_to)
+    shrunk = max(target, current * s.scale_down_step, floor)
     if shrunk >= current:
         return _Plan(current, Reason.WITHIN_BAND, None)
     return _Plan(shrunk, Reason.SCALE_DOWN, None)

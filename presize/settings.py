@@ -10,9 +10,10 @@ Defaults and why:
 ``PolicySettings``
 ``buffer``                 1.10      headroom over the predicted upper usage (the seed rule)
 ``scale_down_threshold``   0.80      shrink only when the prediction is below 80 % ...
-``scale_down_step``        0.90      ... and then by at most 10 % per change (gradual)
-``down_stable_s``          900       the shrink signal must hold this long (hysteresis)
-``down_cooldown_s``        1800      no shrink within 30 min of any change (≤ 48/day)
+``scale_down_to``          0.90      ... of the allocation, to where it is 90 % of it
+``scale_down_step``        0.50      never shrink by more than half in one change
+``down_stable_s``          600       the shrink signal must hold this long (hysteresis)
+``down_cooldown_s``        900       no shrink within 15 min of any change
 ``oom_bump``               1.20      memory × 1.2 at once after an OOM kill (as VPA)
 ``throttle_slo``           0.10      throttled fraction of CPU periods that breaks the SLO
 ``throttle_bump``          1.20      CPU × 1.2 at once on a throttling SLO breach
@@ -44,9 +45,10 @@ class PolicySettings:
 
     buffer: float = 1.10
     scale_down_threshold: float = 0.80
-    scale_down_step: float = 0.90
-    down_stable_s: float = 900.0
-    down_cooldown_s: float = 1800.0
+    scale_down_to: float = 0.90
+    scale_down_step: float = 0.50
+    down_stable_s: float = 600.0
+    down_cooldown_s: float = 900.0
     oom_bump: float = 1.20
     throttle_slo: float = 0.10
     throttle_bump: float = 1.20
@@ -62,6 +64,10 @@ class PolicySettings:
             raise SettingsError("PolicySettings.scale_down_threshold: expected (0, 1]")
         if not 0.0 < self.scale_down_step <= 1.0:
             raise SettingsError("PolicySettings.scale_down_step: expected (0, 1]")
+        if not self.scale_down_threshold <= self.scale_down_to <= 1.0:
+            raise SettingsError(
+                "PolicySettings.scale_down_to: expected [scale_down_threshold, 1]"
+            )
         if self.oom_bump < 1.0 or self.throttle_bump < 1.0:
             raise SettingsError("PolicySettings bumps must be >= 1.0")
 
@@ -107,9 +113,9 @@ class LadderSettings:
 
     windows_steps: tuple[int, ...] = (12, 72, 288, 864, 2304)
     factor: float = 1.05
-    trust_s: float = 7 * 86400.0
+    trust_s: float = 3 * 86400.0
     min_age_s: float = 86400.0
-    insurance_ratio: float = 1.25
+    insurance_ratio: float = 1.10
 
     def __post_init__(self) -> None:
         _check_positive(self)
@@ -123,7 +129,7 @@ class SeasonalSettings:
     """The long-horizon statsmodels forecaster the controller refits on a schedule."""
 
     bucket_s: float = 3600.0
-    history_s: float = 14 * 86400.0
+    history_s: float = 15 * 86400.0  # > two weeks, so the weekly period can be fitted
     min_history_s: float = 2 * 86400.0
     refit_s: float = 6 * 3600.0
     daily_period_s: float = 86400.0

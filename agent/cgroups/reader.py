@@ -12,6 +12,9 @@ Outcomes, by meaning rather than origin:
   :class:`~agent.errors.CgroupParseError` for a truncated or garbled file: the loop counts
   these and moves on to the next container.
 
+On v1 the block I/O op counts are not read (see ``V1Reader._io``): v1 samples carry bytes and
+zero ops; v2's ``io.stat`` has both in one file, so both are kept there.
+
 Optional files (``memory.peak`` before kernel 5.19, ``io.stat`` without the io controller, PSI
 without ``CONFIG_PSI``) come back as ``None`` fields.
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from agent.cgroups import parse
 from agent.cgroups.sample import CgroupSample, Limits, MemorySample, PsiTotals
@@ -35,6 +38,7 @@ from agent.errors import AgentError, CgroupReadError
 
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESRCH)
 _CHUNK = 65536
+_UNOPENED = -1  # no descriptor is negative
 
 
 class CgroupReader(Protocol):
@@ -48,6 +52,10 @@ class CgroupReader(Protocol):
 
     def read_limits(self, path: str) -> Limits | None:
         """The container's CPU and memory limits; ``None`` if gone."""
+        ...
+
+    def read_peak(self, path: str) -> int | None:
+        """The container's lifetime memory peak in bytes; ``None`` if gone or not offered."""
         ...
 
     def forget(self, path: str) -> None:
@@ -98,11 +106,10 @@ class OpenFiles:
         files = self._folders.get(folder)
         if files is None:
             files = self._folders[folder] = {}
-        if name in files:
-            fd = files[name]
-            if fd is None:
-                return None
-        else:
+        fd = files.get(name, _UNOPENED)
+        if fd is None:
+            return None
+        if fd < 0:
             try:
                 fd = files[name] = os.open(f"{folder}/{name}", os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
@@ -158,12 +165,12 @@ class V2Reader:
         events = read(folder, "memory.events")
         io_text = read(folder, "io.stat")
         return CgroupSample(
-            cpu_usage_ns=cpu.usage_ns,
-            throttling=cpu.throttling,
-            memory=self._memory(folder),
-            oom_kills=None if events is None else parse.parse_memory_events(events).oom_kill,
-            io=None if io_text is None else parse.parse_io_stat(io_text),
-            psi=_psi(self.files, folder),
+            cpu.usage_ns,
+            cpu.throttling,
+            self._memory(folder),
+            None if events is None else parse.parse_memory_events(events).oom_kill,
+            None if io_text is None else parse.parse_io_stat(io_text),
+            _psi(self.files, folder),
         )
 
     def _memory(self, folder: str) -> MemorySample | None:
@@ -173,14 +180,11 @@ class V2Reader:
             return None
         usage = parse.parse_single_int(current, "memory.current")
         ms = parse.parse_memory_stat_v2(stat)
-        peak = self.files.read(folder, "memory.peak")
-        return MemorySample(
-            usage=usage,
-            working_set=parse.working_set(usage, ms.inactive_file),
-            anon=ms.anon,
-            file=ms.file,
-            peak=None if peak is None else parse.parse_single_int(peak, "memory.peak"),
-        )
+        return MemorySample(usage, parse.working_set(usage, ms.inactive_file), ms.anon, ms.file)
+
+    def read_peak(self, path: str) -> int | None:
+        text = read_text(_join(self.root, path, "memory.peak"))
+        return None if text is None else parse.parse_single_int(text, "memory.peak")
 
     def read_limits(self, path: str) -> Limits | None:
         if not os.path.isdir(_folder(self.root, path)):
@@ -197,15 +201,27 @@ class V2Reader:
 
 
 def _psi(files: OpenFiles, folder: str) -> PsiTotals:
-    def total(name: str) -> int | None:
-        text = files.read(folder, name)
-        return None if text is None else parse.parse_pressure_some_total(text, name)
-
+    read, total = files.read, parse.parse_pressure_some_total
+    cpu = read(folder, "cpu.pressure")
+    memory = read(folder, "memory.pressure")
+    io = read(folder, "io.pressure")
     return PsiTotals(
-        cpu_us=total("cpu.pressure"),
-        memory_us=total("memory.pressure"),
-        io_us=total("io.pressure"),
+        None if cpu is None else total(cpu, "cpu.pressure"),
+        None if memory is None else total(memory, "memory.pressure"),
+        None if io is None else total(io, "io.pressure"),
     )
+
+
+class _V1Folders(NamedTuple):
+    cpuacct: str
+    cpu: str
+    memory: str | None
+    blkio: str | None
+    unified: str | None
+
+
+_NO_THROTTLING = parse.Throttling()
+_NO_PSI = PsiTotals()
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,29 +243,36 @@ class V1Reader:
     def __init__(self, roots: V1Roots, files: OpenFiles | None = None) -> None:
         self.roots = roots
         self.files = files or OpenFiles()
+        self._paths: dict[str, _V1Folders] = {}
 
-    def _folders(self, path: str) -> list[str]:
-        r = self.roots
-        return [_folder(root, path) for root in (r.cpuacct, r.cpu, r.memory, r.blkio, r.unified)
-                if root is not None]
+    def _folders(self, path: str) -> _V1Folders:
+        """The container's folder in each hierarchy, computed once per container."""
+        folders = self._paths.get(path)
+        if folders is None:
+            r = self.roots
+            folders = self._paths[path] = _V1Folders(
+                cpuacct=_folder(r.cpuacct, path),
+                cpu=_folder(r.cpu, path),
+                memory=None if r.memory is None else _folder(r.memory, path),
+                blkio=None if r.blkio is None else _folder(r.blkio, path),
+                unified=None if r.unified is None else _folder(r.unified, path),
+            )
+        return folders
 
     def read(self, path: str) -> CgroupSample | None:
-        r, read = self.roots, self.files.read
-        usage = read(_folder(r.cpuacct, path), "cpuacct.usage")
+        f, read = self._folders(path), self.files.read
+        usage = read(f.cpuacct, "cpuacct.usage")
         if usage is None:
             return None
-        cpu_stat = read(_folder(r.cpu, path), "cpu.stat")
-        memory = None if r.memory is None else _folder(r.memory, path)
-        oom = None if memory is None else read(memory, "memory.oom_control")
+        cpu_stat = read(f.cpu, "cpu.stat")
+        oom = None if f.memory is None else read(f.memory, "memory.oom_control")
         return CgroupSample(
-            cpu_usage_ns=parse.parse_single_int(usage, "cpuacct.usage"),
-            throttling=parse.Throttling()
-            if cpu_stat is None
-            else parse.parse_cpu_stat_v1(cpu_stat),
-            memory=None if memory is None else self._memory(memory),
-            oom_kills=None if oom is None else parse.parse_oom_control(oom).oom_kill,
-            io=None if r.blkio is None else self._io(_folder(r.blkio, path)),
-            psi=PsiTotals() if r.unified is None else _psi(self.files, _folder(r.unified, path)),
+            parse.parse_single_int(usage, "cpuacct.usage"),
+            _NO_THROTTLING if cpu_stat is None else parse.parse_cpu_stat_v1(cpu_stat),
+            None if f.memory is None else self._memory(f.memory),
+            None if oom is None else parse.parse_oom_control(oom).oom_kill,
+            None if f.blkio is None else self._io(f.blkio),
+            _NO_PSI if f.unified is None else _psi(self.files, f.unified),
         )
 
     def _memory(self, folder: str) -> MemorySample | None:
@@ -259,25 +282,25 @@ class V1Reader:
             return None
         usage = parse.parse_single_int(usage_text, "memory.usage_in_bytes")
         ms = parse.parse_memory_stat_v1(stat_text)
-        peak = self.files.read(folder, "memory.max_usage_in_bytes")
-        return MemorySample(
-            usage=usage,
-            working_set=parse.working_set(usage, ms.inactive_file),
-            anon=ms.anon,
-            file=ms.file,
-            peak=None if peak is None else parse.parse_single_int(peak, "memory.max_usage"),
-        )
+        return MemorySample(usage, parse.working_set(usage, ms.inactive_file), ms.anon, ms.file)
+
+    def read_peak(self, path: str) -> int | None:
+        if self.roots.memory is None:
+            return None
+        text = read_text(_join(self.roots.memory, path, "memory.max_usage_in_bytes"))
+        return None if text is None else parse.parse_single_int(text, "memory.max_usage")
 
     def _io(self, folder: str) -> parse.IoStat | None:
+        # Bytes only: the op counts (``blkio.throttle.io_serviced``) feed nothing downstream
+        # (windows carry bytes) and the file costs as much to generate as the bytes one.
         done = self.files.read(folder, "blkio.throttle.io_service_bytes")
-        ops = self.files.read(folder, "blkio.throttle.io_serviced")
-        if done is None or ops is None:
-            return None
-        return parse.parse_blkio_throttle(done, ops)
+        return None if done is None else parse.parse_blkio_throttle(done)
 
     def forget(self, path: str) -> None:
         for folder in self._folders(path):
-            self.files.forget(folder)
+            if folder is not None:
+                self.files.forget(folder)
+        del self._paths[path]
 
     def read_limits(self, path: str) -> Limits | None:
         r = self.roots

@@ -6,29 +6,32 @@ not the reader's. Units are fixed so that v1 and v2 cannot be mixed up: nanoseco
 time, microseconds for PSI stall totals (as the kernel counts them), bytes for memory and I/O.
 
 Limits live apart, in :class:`Limits`, because they change only when someone resizes the
-container; the sampling loop rereads them every few seconds instead of every second.
+container; the sampling loop rereads them every few seconds instead of every second. So does
+the lifetime memory peak (``memory.peak``, ``memory.max_usage_in_bytes``): it is a high-water
+mark, so reading it every ten seconds loses nothing, and it saved a file per container per tick.
+
+The per-tick records are ``NamedTuple``s rather than frozen dataclasses for the reason given in
+:mod:`agent.cgroups.parse`: they are built a hundred times a second and must be cheap.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.cgroups.parse import IoStat, Throttling
 
 
-@dataclass(frozen=True, slots=True)
-class MemorySample:
+class MemorySample(NamedTuple):
     """Memory gauges in bytes; ``working_set`` is usage minus inactive page cache."""
 
     usage: int
     working_set: int
     anon: int
     file: int
-    peak: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PsiTotals:
+class PsiTotals(NamedTuple):
     """Cumulative "some" stall time in microseconds per resource; ``None`` where absent."""
 
     cpu_us: int | None = None
@@ -36,8 +39,7 @@ class PsiTotals:
     io_us: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CgroupSample:
+class CgroupSample(NamedTuple):
     """One container's cgroup at one instant.
 
     ``memory``, ``oom_kills`` and ``io`` are ``None`` where the hierarchy does not offer them

@@ -12,6 +12,10 @@ residuals. Residual quantiles make the interval distribution-free; the caller's 
 keeps them honest. The model is refitted on a schedule (``refit_s``), never on the request
 path; between refits a forecast is a lookup.
 
+Intervals: in-sample residual quantiles (widened, since the fit has seen those residuals) until
+the forecaster has scored ``MIN_OUT_OF_SAMPLE`` of its own hourly forecasts; from then on, the
+quantiles of those out-of-sample errors (split conformal prediction).
+
 Fallback: with less than ``min_history_s`` of history, or when a fit fails (statsmodels raises
 on degenerate input), ``forecast`` returns ``None`` and records why in ``last_error``; the
 ensemble then uses its other members.
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +36,8 @@ from presize.settings import SeasonalSettings
 
 FloatArray = npt.NDArray[np.float64]
 DAMPING = 0.9
+IN_SAMPLE_WIDENING = 2.5
+MIN_OUT_OF_SAMPLE = 24
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,8 @@ def fit_seasonal(
     daily = max(2, round(settings.daily_period_s / settings.bucket_s))
     weekly = max(2, round(settings.weekly_period_s / settings.bucket_s))
     n = buckets.shape[0]
-    if n >= 2 * weekly:
+    # statsmodels drops a period unless the series is longer than two of them.
+    if n > 2 * weekly:
         res = MSTL(buckets, periods=(daily, weekly)).fit()
         seasonal_all = np.asarray(res.seasonal).sum(axis=1)
         period, model = weekly, "mstl-daily-weekly"
@@ -68,23 +75,36 @@ def fit_seasonal(
     resid = np.asarray(res.resid)
     slope_window = min(daily, n - 1)
     slope = float((trend[-1] - trend[-1 - slope_window]) / slope_window) if slope_window else 0.0
-    seasonal = np.empty(period)
-    for phase in range(period):
-        # The latest seasonal value for each phase of the period.
-        idx = np.arange(n - 1 - ((n - 1 - phase) % period), -1, -period)
-        idx = idx[(idx >= 0) & ((last_bucket - (n - 1) + idx) % period == phase)]
-        seasonal[phase] = seasonal_all[idx[0]] if idx.size else 0.0
+    seasonal = latest_by_phase(seasonal_all, last_bucket=last_bucket, period=period)
     tail = (1.0 - settings.level) / 2.0
     lo, mid, hi = np.quantile(resid, [tail, 0.5, 1.0 - tail])
-    return SeasonalFit(now, last_bucket, float(trend[-1]), slope, seasonal, float(lo),
-                       float(mid), float(hi), model)
+    # In-sample residuals understate out-of-sample error (the fit has seen them); until the
+    # forecaster has its own out-of-sample errors, widen them by this factor.
+    widen = IN_SAMPLE_WIDENING
+    return SeasonalFit(now, last_bucket, float(trend[-1]), slope, seasonal,
+                       float(mid + (lo - mid) * widen), float(mid), float(mid + (hi - mid) * widen),
+                       model)
+
+
+def latest_by_phase(values: FloatArray, *, last_bucket: int, period: int) -> FloatArray:
+    """The most recent value of each phase (absolute bucket number modulo ``period``)."""
+    n = values.shape[0]
+    out = np.zeros(period)
+    seen = np.zeros(period, dtype=bool)
+    first_bucket = last_bucket - (n - 1)
+    for i in range(n - 1, max(n - 1 - period, -1), -1):
+        phase = (first_bucket + i) % period
+        if not seen[phase]:
+            out[phase] = values[i]
+            seen[phase] = True
+    return out
 
 
 def predict_bucket(fit: SeasonalFit, bucket: int) -> tuple[float, float, float]:
     """(lower, point, upper) for one future bucket, from a fit."""
     ahead = bucket - fit.last_bucket
     damped = sum(DAMPING**k for k in range(1, ahead + 1)) if ahead > 0 else 0.0
-    base = fit.level + fit.slope * damped + fit.seasonal[bucket % fit.seasonal.shape[0]]
+    base = fit.level + fit.slope * damped + float(fit.seasonal[bucket % fit.seasonal.shape[0]])
     return base + fit.resid_lo, base + fit.resid_mid, base + fit.resid_hi
 
 
@@ -97,6 +117,8 @@ class SeasonalForecaster:
         self.s = settings or SeasonalSettings()
         self._peaks: deque[tuple[int, float]] = deque()
         self._fit: SeasonalFit | None = None
+        self._predicted: dict[int, float] = {}
+        self._errors: deque[float] = deque(maxlen=14 * 24)
         self.last_error: str | None = None
         self.fits = 0
 
@@ -111,10 +133,29 @@ class SeasonalForecaster:
             if value > self._peaks[-1][1]:
                 self._peaks[-1] = (b, value)
         else:
+            if self._peaks:
+                self._score_bucket(*self._peaks[-1])
             self._peaks.append((b, value))
         keep_from = b - int(self.s.history_s / self.s.bucket_s)
         while self._peaks and self._peaks[0][0] < keep_from:
             self._peaks.popleft()
+
+    def _score_bucket(self, bucket: int, actual: float) -> None:
+        """A bucket is complete: keep the error of the point forecast made for it."""
+        predicted = self._predicted.pop(bucket, None)
+        for old in [k for k in self._predicted if k < bucket]:
+            del self._predicted[old]
+        if predicted is not None:
+            self._errors.append(actual - predicted)
+
+    def _calibrated(self, fit: SeasonalFit) -> SeasonalFit:
+        """Replace the in-sample band with out-of-sample error quantiles once there are enough
+        (split conformal prediction on the forecaster's own past errors)."""
+        if len(self._errors) < MIN_OUT_OF_SAMPLE:
+            return fit
+        tail = (1.0 - self.s.level) / 2.0
+        lo, mid, hi = np.quantile(np.asarray(self._errors), [tail, 0.5, 1.0 - tail])
+        return replace(fit, resid_lo=float(lo), resid_mid=float(mid), resid_hi=float(hi))
 
     def history(self) -> tuple[int, FloatArray]:
         """Complete hourly peaks (gaps forward-filled) up to the last complete bucket."""
@@ -152,9 +193,11 @@ class SeasonalForecaster:
         fit = self._fit
         if fit is None:
             return None
+        fit = self._calibrated(fit)
         first = self._bucket(time)
         last = self._bucket(time + max(horizon_s, 0.0))
         preds = [predict_bucket(fit, b) for b in range(first, last + 1)]
+        self._predicted.setdefault(first, preds[0][1])
         lower = max(0.0, float(min(p[0] for p in preds)))
         point = max(0.0, float(max(p[1] for p in preds)))
         upper = max(0.0, float(max(p[2] for p in preds)))

@@ -65,11 +65,15 @@ class PresizeReplaySettings:
         default_factory=lambda: ShortHorizonSettings(window_steps=3, upper_q=0.99)
     )
     ladder: LadderSettings = field(default_factory=LadderSettings)
-    burst_boost: float = 2.0  # the most either memory guard multiplies a peak by
+    burst_boost: float = 2.0  # the most the CPU-burst guard multiplies the ladder's peak by
+    jump_cap: float = 1.5  # the most the learned 15-minute jump ratio multiplies a peak by
     cpu_percentile_half_life_s: float = 86400.0
     cpu_ensemble: bool = True
     classify_every_s: float = 86400.0
-    seasonal_for_periodic: bool = True
+    # Off by default: on the three trace families the seasonal member changed CPU slack by
+    # < 0.002 at a 5-minute cadence and cost calibration (see BENCHMARKS.md); the controller
+    # uses it for the long-horizon profile instead.
+    seasonal_for_periodic: bool = False
     burst_window_steps: int = STEPS_PER_DAY
     horizon_s: float = STEP_SECONDS
 
@@ -113,19 +117,21 @@ class PresizeSeriesPolicy:
         self.actions: dict[str, int] = {}
 
     def observe(self, obs: Observation) -> None:
-        if obs.valid:
-            high = self.cpu_high.value()
-            self.burst = not math.isnan(high) and obs.cpu > high
-        else:
+        if obs.time - self.classified_at >= self.s.classify_every_s:
+            self._classify(obs.time)
+        if not obs.valid:
+            # A gap (the container was not running) is not evidence of anything: windows are
+            # windows of observed samples, so an intermittent job keeps its profile across
+            # the gap instead of starting from nothing when it comes back.
             self.burst = False
+            return
+        high = self.cpu_high.value()
+        self.burst = not math.isnan(high) and obs.cpu > high
         # The CPU allocation is a request: it is sized to the demand (the window's mean use),
         # and bursts above it run on the node's spare capacity up to the limit. Memory is a
         # hard limit, so memory is sized to the window's peak.
         self.cpu_ens.observe(obs.time, obs.cpu)
-        if obs.valid:
-            self.history.append((obs.time, obs.cpu))
-        if obs.time - self.classified_at >= self.s.classify_every_s:
-            self._classify(obs.time)
+        self.history.append((obs.time, obs.cpu))
         self.mem_fc.observe(obs.time, obs.mem_peak)
         self.ladder.observe(obs.time, obs.mem_peak)
         self.cpu_high.push(obs.cpu)
@@ -173,7 +179,7 @@ class PresizeSeriesPolicy:
             cpu = min(cpu, max(high, self.cpu_fc.s.floor))
         ladder = self.ladder.forecast(time, self.s.horizon_s)
         ref = self.mem_fc.reference()
-        mem = ref * min(self.mem_fc.tail_ratio(time), self.s.burst_boost)
+        mem = ref * min(self.mem_fc.tail_ratio(time), self.s.jump_cap)
         if ladder is not None:
             # The short tail adds headroom for jumps, but never beyond the longest window's
             # peak: past that the ladder already knows more than the ratio does.

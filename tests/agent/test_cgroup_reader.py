@@ -48,16 +48,16 @@ def test_v2_reader_reads_a_container() -> None:
         working_set=104857600 - 4194304,
         anon=104857600 - 8388608,
         file=8388608,
-        peak=104857600 + 1048576,
     )
     assert sample.oom_kills == 0
     assert sample.io == IoStat(read_bytes=4096, write_bytes=8192, read_ops=1, write_ops=2)
     assert sample.psi == PsiTotals(cpu_us=1000, memory_us=1000, io_us=1000)
 
 
-def test_v2_reader_reads_limits() -> None:
+def test_v2_reader_reads_limits_and_the_lifetime_peak_apart_from_the_sample() -> None:
     reader = open_reader(str(TREES / "v2-systemd"))
     assert reader.read_limits(CONTAINER_A) == Limits(cpu_cores=0.5, memory_bytes=268435456)
+    assert reader.read_peak(CONTAINER_A) == 104857600 + 1048576
 
 
 def test_v1_reader_reads_a_container_across_controllers() -> None:
@@ -69,9 +69,9 @@ def test_v1_reader_reads_a_container_across_controllers() -> None:
     assert sample.memory is not None
     assert sample.memory.usage == 400000000
     assert sample.memory.working_set == 400000000 - 270643200  # hierarchical inactive_file
-    assert sample.memory.peak == 300000000
+    assert reader.read_peak(V1_CONTAINER) == 300000000
     assert sample.oom_kills == 2
-    assert sample.io == IoStat(read_bytes=91112, write_bytes=4096, read_ops=22, write_ops=1)
+    assert sample.io == IoStat(read_bytes=91112, write_bytes=4096)  # v1: ops are not read
     # PSI comes from the hybrid unified mount; io.pressure is absent there.
     assert sample.psi == PsiTotals(cpu_us=1385179364, memory_us=5123456, io_us=None)
     assert reader.read_limits(V1_CONTAINER) == Limits(cpu_cores=0.3, memory_bytes=67108864)
@@ -82,6 +82,7 @@ def test_vanished_cgroup_is_gone_not_an_error(tree: str) -> None:
     reader = open_reader(str(TREES / tree))
     assert reader.read("/kubepods/burstable/podgone/0123") is None
     assert reader.read_limits("/kubepods/burstable/podgone/0123") is None
+    assert reader.read_peak("/kubepods/burstable/podgone/0123") is None
 
 
 def copy_container(tmp_path: Path) -> tuple[V2Reader, Path]:
@@ -112,7 +113,7 @@ def test_optional_files_missing_leave_fields_empty(tmp_path: Path) -> None:
     sample = reader.read(CONTAINER_A)
     assert sample is not None
     assert sample.memory is not None
-    assert sample.memory.peak is None
+    assert reader.read_peak(CONTAINER_A) is None
     assert sample.io is None
     assert sample.oom_kills is None
     assert sample.psi.io_us is None

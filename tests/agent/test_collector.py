@@ -87,7 +87,7 @@ def test_a_container_missing_from_the_rescan_is_dropped_and_its_files_closed(tre
     collector.tick()
     assert collector.stats.read_errors == 0
     assert len(collector.containers) == 3
-    assert len(reader.files) == open_before - 9  # the nine files B had open are closed
+    assert len(reader.files) == open_before - 8  # the eight files B had open are closed
 
 
 def test_a_cgroup_removed_before_its_first_read_is_gone(tree: Path) -> None:

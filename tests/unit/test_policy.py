@@ -7,7 +7,7 @@ after the signal held 900 s and not within 1800 s of a change; OOM × 1.2; throt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -23,6 +23,12 @@ NOW = 1_000_000.0
 GB = 1e9
 CUR = Allocation(cpu=1.0, memory=1 * GB)
 STABLE = DecisionState(cpu_down_since=NOW - 900.0, memory_down_since=NOW - 900.0)
+# The table below was written for a slow, 10 %-per-step shrink; these settings pin it (the
+# shrink target predicted / scale_down_to equals predicted × 1.1 here). The product's own
+# defaults are tested separately at the end of this file.
+SLOW = PolicySettings(
+    scale_down_to=1 / 1.1, scale_down_step=0.9, down_stable_s=900.0, down_cooldown_s=1800.0
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class Case:
     current: Allocation = CUR
     signals: Signals = field(default_factory=Signals)
     limits: Limits = field(default_factory=Limits)
-    settings: PolicySettings = field(default_factory=PolicySettings)
+    settings: PolicySettings = SLOW
     state: DecisionState = field(default_factory=DecisionState)
     reasons: tuple[Reason, ...] = field(default=())
 
@@ -101,7 +107,7 @@ CASES = {
     ),
     "shrink-to-predicted-times-buffer-when-that-is-within-one-step": Case(
         Allocation(0.7, 1 * GB), Action.RESIZE_IN_PLACE, Reason.SCALE_DOWN, 0.77, 1 * GB,
-        settings=PolicySettings(scale_down_step=0.5), state=STABLE,
+        settings=replace(SLOW, scale_down_step=0.5), state=STABLE,
     ),
     "no-shrink-within-cooldown": Case(
         Allocation(0.5, 1 * GB), Action.NOOP, Reason.COOLDOWN, None, None,
@@ -140,7 +146,7 @@ CASES = {
     ),
     "min-change-fraction-suppresses-a-tiny-shrink": Case(
         Allocation(0.1, 1 * GB), Action.NOOP, Reason.WITHIN_BAND, None, None,
-        settings=PolicySettings(scale_down_step=0.99), state=STABLE,
+        settings=replace(SLOW, scale_down_step=0.99), state=STABLE,
     ),
     # ------------------------------------------------------------------- limits and node
     "over-the-policy-maximum-is-a-scale-out-hint-capped-at-the-maximum": Case(
@@ -249,24 +255,26 @@ def test_decide_records_a_change_in_its_state(case: Case) -> None:
 
 def test_decide_hysteresis_starts_holds_and_then_shrinks() -> None:
     low = Allocation(0.5, 1 * GB)
-    d1, s1 = decide(now=NOW, current=CUR, predicted=low)
+    d1, s1 = decide(now=NOW, current=CUR, predicted=low, settings=SLOW)
     assert (d1.action, d1.reason, s1.cpu_down_since) == (Action.NOOP, Reason.HYSTERESIS, NOW)
-    d2, s2 = decide(now=NOW + 600.0, current=CUR, predicted=low, state=s1)
+    d2, s2 = decide(now=NOW + 600.0, current=CUR, predicted=low, state=s1, settings=SLOW)
     assert (d2.action, d2.reason, s2.cpu_down_since) == (Action.NOOP, Reason.HYSTERESIS, NOW)
-    d3, s3 = decide(now=NOW + 900.0, current=CUR, predicted=low, state=s2)
+    d3, s3 = decide(now=NOW + 900.0, current=CUR, predicted=low, state=s2, settings=SLOW)
     assert (d3.action, d3.reason, d3.cpu) == (Action.RESIZE_IN_PLACE, Reason.SCALE_DOWN, 0.9)
     assert s3.last_change == NOW + 900.0
     # Right after the shrink, the next one waits for the hysteresis and for the cooldown.
     shrunk = Allocation(0.9, 1 * GB)
-    d4, s4 = decide(now=NOW + 1000.0, current=shrunk, predicted=low, state=s3)
+    d4, s4 = decide(now=NOW + 1000.0, current=shrunk, predicted=low, state=s3, settings=SLOW)
     assert (d4.action, d4.reason, s4.cpu_down_since) == (
         Action.NOOP, Reason.HYSTERESIS, NOW + 1000.0
     )
-    d5, s5 = decide(now=NOW + 1900.0, current=shrunk, predicted=low, state=s4)
+    d5, s5 = decide(now=NOW + 1900.0, current=shrunk, predicted=low, state=s4, settings=SLOW)
     assert (d5.action, d5.reason, s5.cpu_down_since) == (
         Action.NOOP, Reason.COOLDOWN, NOW + 1000.0
     )
-    d6, _ = decide(now=NOW + 900.0 + 1800.0, current=shrunk, predicted=low, state=s5)
+    d6, _ = decide(
+        now=NOW + 900.0 + 1800.0, current=shrunk, predicted=low, state=s5, settings=SLOW
+    )
     assert (d6.action, d6.reason) == (Action.RESIZE_IN_PLACE, Reason.SCALE_DOWN)
     assert d6.cpu == pytest.approx(0.81)
 
@@ -342,7 +350,9 @@ def test_policy_settings_errors_are_value_errors() -> None:
 
 
 def test_policy_settings_accept_the_edges() -> None:
-    s = PolicySettings(buffer=1.0, scale_down_threshold=1.0, scale_down_step=1.0, oom_bump=1.0)
+    s = PolicySettings(
+        buffer=1.0, scale_down_threshold=1.0, scale_down_to=1.0, scale_down_step=1.0, oom_bump=1.0
+    )
     assert (s.buffer, s.scale_down_step) == (1.0, 1.0)
 
 
@@ -439,3 +449,31 @@ def test_decide_keeps_allocations_within_bounds_and_finite(
     if leak and not oom:
         assert decision.memory <= mem_now
     assert state.last_change == NOW
+
+
+# ------------------------------------------------------------------ the product's defaults
+
+
+def test_default_shrink_goes_to_ninety_percent_utilisation_after_ten_minutes() -> None:
+    """Defaults: below 80 % predicted utilisation for 10 min, shrink so the prediction is 90 %."""
+    low = Allocation(0.72, 1 * GB)  # 72 % of the CPU allocation
+    _, s1 = decide(now=NOW, current=CUR, predicted=low)
+    d_early, _ = decide(now=NOW + 599.0, current=CUR, predicted=low, state=s1)
+    assert (d_early.action, d_early.reason) == (Action.NOOP, Reason.HYSTERESIS)
+    d, s2 = decide(now=NOW + 600.0, current=CUR, predicted=low, state=s1)
+    assert (d.action, d.reason) == (Action.RESIZE_IN_PLACE, Reason.SCALE_DOWN)
+    assert d.cpu == pytest.approx(0.8)  # 0.72 / 0.9
+    # A second shrink waits out the 15-minute cooldown.
+    d2, _ = decide(now=NOW + 600.0 + 899.0, current=Allocation(0.8, 1 * GB),
+                   predicted=Allocation(0.3, 1 * GB), state=s2)
+    assert d2.action is Action.NOOP
+
+
+def test_default_shrink_never_more_than_halves_in_one_change() -> None:
+    d, _ = decide(now=NOW, current=CUR, predicted=Allocation(0.01, 1 * GB), state=STABLE)
+    assert (d.action, d.cpu) == (Action.RESIZE_IN_PLACE, pytest.approx(0.5))
+
+
+def test_scale_down_to_below_the_threshold_is_rejected() -> None:
+    with pytest.raises(SettingsError, match="scale_down_to"):
+        PolicySettings(scale_down_threshold=0.8, scale_down_to=0.7)

@@ -1,0 +1,43 @@
+"""Window summaries → :class:`presize.wire.Report`s, cut to stay under the size cap.
+
+Pure: the sequence numbers come from a callable (the spool's, which persists them), the time
+is passed in. A report is cut at ``max_windows`` windows (about 600 bytes each encoded), so a
+node with thousands of containers sends several reports rather than one the controller must
+refuse; every part carries the urgent flag and reasons of the whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from presize.model import UsageWindow
+from presize.wire import Report
+
+MAX_WINDOWS = 2000  # ~1.2 MB encoded, well under the 4 MiB cap
+
+
+def build_reports(
+    windows: Sequence[UsageWindow],
+    *,
+    node: str,
+    agent_id: str,
+    sent_at: float,
+    sequence: Callable[[], int],
+    urgent_reasons: tuple[str, ...] = (),
+    max_windows: int = MAX_WINDOWS,
+) -> list[Report]:
+    """Reports holding ``windows`` in order, at most ``max_windows`` each (none if empty)."""
+    if max_windows < 1:
+        raise ValueError(f"max_windows {max_windows}: expected >= 1")
+    return [
+        Report(
+            node=node,
+            agent_id=agent_id,
+            sent_at=sent_at,
+            sequence=sequence(),
+            windows=tuple(windows[i : i + max_windows]),
+            urgent=bool(urgent_reasons),
+            urgent_reasons=urgent_reasons,
+        )
+        for i in range(0, len(windows), max_windows)
+    ]
