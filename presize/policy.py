@@ -71,6 +71,8 @@ class DecisionState:
     memory_down_since: float | None = None
     grow_blocked_until: float = -math.inf
     shrink_blocked_until: float = -math.inf
+    memory_shrunk_at: float = -math.inf
+    memory_cautious_until: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ def _plan_resource(
     down_since: float | None,
     state: DecisionState,
     s: PolicySettings,
+    step: float,
 ) -> _Plan:
     """Target for one resource, before bounds and node checks."""
     target, reason = current, Reason.WITHIN_BAND
@@ -113,7 +116,7 @@ def _plan_resource(
         return _Plan(current, Reason.COOLDOWN, since)
     # Never shrink below what a growth would have set (a buffer above 1/scale_down_to wins).
     target = predicted * max(s.buffer, 1.0 / s.scale_down_to)
-    shrunk = max(target, current * s.scale_down_step, floor)
+    shrunk = max(target, current * step, floor)
     if shrunk >= current:
         return _Plan(current, Reason.WITHIN_BAND, None)
     return _Plan(shrunk, Reason.SCALE_DOWN, None)
@@ -147,14 +150,22 @@ def decide(
     elif signals.memory_pressure > s.pressure_slo:
         mem_urgent = (Reason.SLO_PRESSURE, current.memory * s.buffer)
 
+    if signals.oom_kill and now - state.memory_shrunk_at < s.shrink_regret_s:
+        # An OOM soon after a memory shrink: this container does come back to its old level,
+        # so shrink its memory slowly for a while (backoff on a direction that hurt).
+        state = replace(state, memory_cautious_until=now + s.cautious_s)
+    mem_step = (
+        s.cautious_scale_down_step if now < state.memory_cautious_until
+        else s.memory_scale_down_step
+    )
     cpu = _plan_resource(
         now=now, current=current.cpu, predicted=predicted.cpu, urgent=cpu_urgent,
-        floor=0.0, down_since=state.cpu_down_since, state=state, s=s,
+        floor=0.0, down_since=state.cpu_down_since, state=state, s=s, step=s.scale_down_step,
     )
     mem = _plan_resource(
         now=now, current=current.memory, predicted=predicted.memory, urgent=mem_urgent,
         floor=signals.memory_peak * s.mem_floor_factor, down_since=state.memory_down_since,
-        state=state, s=s,
+        state=state, s=s, step=mem_step,
     )
     new_state = replace(state, cpu_down_since=cpu.down_since, memory_down_since=mem.down_since)
 
@@ -183,6 +194,8 @@ def decide(
     final_cpu = cpu_target if cpu_moves else current.cpu
     final_mem = mem_target if mem_moves else current.memory
     new_state = replace(new_state, last_change=now, cpu_down_since=None, memory_down_since=None)
+    if mem_moves and final_mem < current.memory:
+        new_state = replace(new_state, memory_shrunk_at=now)
     message = _change_message(current, final_cpu, final_mem, reasons)
     if capped:
         return (

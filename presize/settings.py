@@ -11,7 +11,11 @@ Defaults and why:
 ``buffer``                 1.10      headroom over the predicted upper usage (the seed rule)
 ``scale_down_threshold``   0.80      shrink only when the prediction is below 80 % ...
 ``scale_down_to``          0.90      ... of the allocation, to where it is 90 % of it
-``scale_down_step``        0.50      never shrink by more than half in one change
+``scale_down_step``        0.50      never shrink CPU by more than half in one change
+``memory_scale_down_step`` 0.50      the same for memory ...
+``shrink_regret_s``        21600     ... but an OOM within 6 h of a memory shrink makes that
+``cautious_s``             259200    container's memory shrink cautiously for 3 days,
+``cautious_scale_down_step`` 0.90    10 % per change (it does come back to its old level)
 ``down_stable_s``          600       the shrink signal must hold this long (hysteresis)
 ``down_cooldown_s``        900       no shrink within 15 min of any change
 ``oom_bump``               1.20      memory × 1.2 at once after an OOM kill (as VPA)
@@ -47,6 +51,10 @@ class PolicySettings:
     scale_down_threshold: float = 0.80
     scale_down_to: float = 0.90
     scale_down_step: float = 0.50
+    memory_scale_down_step: float = 0.50
+    shrink_regret_s: float = 6 * 3600.0
+    cautious_s: float = 3 * 86400.0
+    cautious_scale_down_step: float = 0.90
     down_stable_s: float = 600.0
     down_cooldown_s: float = 900.0
     oom_bump: float = 1.20
@@ -62,8 +70,9 @@ class PolicySettings:
             raise SettingsError(f"PolicySettings.buffer={self.buffer}: must be >= 1.0")
         if not 0.0 < self.scale_down_threshold <= 1.0:
             raise SettingsError("PolicySettings.scale_down_threshold: expected (0, 1]")
-        if not 0.0 < self.scale_down_step <= 1.0:
-            raise SettingsError("PolicySettings.scale_down_step: expected (0, 1]")
+        for name in ("scale_down_step", "memory_scale_down_step", "cautious_scale_down_step"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise SettingsError(f"PolicySettings.{name}: expected (0, 1]")
         if not self.scale_down_threshold <= self.scale_down_to <= 1.0:
             raise SettingsError(
                 "PolicySettings.scale_down_to: expected [scale_down_threshold, 1]"

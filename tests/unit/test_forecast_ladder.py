@@ -78,8 +78,8 @@ def test_ladder_uses_the_longest_window_until_trust_has_been_earned() -> None:
 
 
 def test_ladder_trusts_a_young_series_from_min_age_on_its_whole_life() -> None:
-    young = LadderSettings(windows_steps=(2, 4, 8), factor=1.05, trust_s=10 * STEP, insurance_ratio=1e9,
-                           min_age_s=4 * STEP)
+    young = LadderSettings(windows_steps=(2, 4, 8), factor=1.05, trust_s=10 * STEP,
+                           insurance_ratio=1e9, min_age_s=4 * STEP)
     c = Clocked(young).feed(2.0, 2.0, 2.0, 2.0)
     assert c.window() == 8  # 3 steps old
     c.feed(2.0)

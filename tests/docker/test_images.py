@@ -1,0 +1,181 @@
+"""The component images, built for real from a locally made base image and run on a private
+Docker Engine (tests/docker/conftest.py). Only loopback traffic: the webhook and the agent run
+in the host's network namespace with their servers bound to 127.0.0.1; everything else runs with
+``--network none``.
+
+Checked: each image starts its component under the chart's security settings (read-only root
+file system, every capability dropped, no privilege escalation); the webhook answers
+``/healthz`` and ``/metrics`` over TLS with a certificate it generated, runs as a non-root
+user, stops cleanly on SIGTERM and carries no numpy or statsmodels; the agent reads the
+host's cgroup tree through read-only mounts, answers ``/healthz`` and ``/metrics`` and prints
+its counters when stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.docker.conftest import Engine, build_image
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+WEBHOOK = "presize/webhook:test"
+AGENT = "presize/agent:test"
+HARDENED = ("--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges")
+# Upper bounds that catch a fat dependency sneaking in (measured: see BENCHMARKS.md).
+MAX_WEBHOOK_MB = 250
+MAX_AGENT_MB = 320
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def images(docker_engine: Engine, base_image: str) -> dict[str, float]:
+    seconds = {
+        WEBHOOK: build_image(docker_engine, "Dockerfile.webhook", WEBHOOK, base_image),
+        AGENT: build_image(docker_engine, "Dockerfile.agent", AGENT, base_image),
+    }
+    for tag, took in seconds.items():
+        size = int(docker_engine.inspect_image(tag)["Size"]) / 1e6  # type: ignore[call-overload]
+        print(f"built {tag} in {took:.0f}s: {size:.0f} MB")
+    return seconds
+
+
+def _python_in(engine: Engine, image: str, code: str) -> tuple[int, str]:
+    proc = engine.run(
+        "run", "--rm", "--network=none", *HARDENED, "--entrypoint", "python3", image, "-c", code,
+        check=False, timeout=120,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_webhook_image_carries_no_numpy_or_statsmodels(
+    docker_engine: Engine, images: dict[str, float]
+) -> None:
+    for module in ("numpy", "statsmodels"):
+        rc, out = _python_in(docker_engine, WEBHOOK, f"import {module}")
+        assert rc != 0, f"{module} is importable in the webhook image"
+        assert f"No module named '{module}'" in out
+    code = "import webhook.__main__, webhook.kube, kubernetes.client; print('ok')"
+    rc, out = _python_in(docker_engine, WEBHOOK, code)
+    assert rc == 0, out
+    assert out.strip().endswith("ok")
+
+
+def test_images_users_and_sizes(docker_engine: Engine, images: dict[str, float]) -> None:
+    webhook = docker_engine.inspect_image(WEBHOOK)
+    agent = docker_engine.inspect_image(AGENT)
+    assert webhook["Config"]["User"] == "65532:65532"  # type: ignore[index]
+    assert webhook["Config"]["Entrypoint"] == ["presize"]  # type: ignore[index]
+    # The agent runs as root on purpose (Dockerfile.agent says why); the chart drops every
+    # capability and mounts the host read-only.
+    assert agent["Config"]["User"] in ("0:0", "0", "root")  # type: ignore[index]
+    assert int(webhook["Size"]) / 1e6 < MAX_WEBHOOK_MB  # type: ignore[call-overload]
+    assert int(agent["Size"]) / 1e6 < MAX_AGENT_MB  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def webhook_container(
+    docker_engine: Engine, images: dict[str, float], tmp_path: Path
+) -> Iterator[tuple[str, int, Path]]:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    os.chmod(certs, 0o777)  # the webhook runs as uid 65532 and writes its CA and certificate here
+    port = _free_port()
+    closed = _free_port()  # nothing listens: the snapshot source fails, admissions still answer
+    cid = docker_engine.run(
+        "run", "-d", "--network=host", *HARDENED, "--tmpfs=/tmp",
+        "-v", f"{certs}:/certs",
+        WEBHOOK, "webhook", "--host=127.0.0.1", f"--port={port}",
+        "--generate-certs=/certs", "--cert-hosts=127.0.0.1,localhost",
+        f"--snapshot-url=http://127.0.0.1:{closed}/v1/snapshot",
+    ).stdout.strip()
+    try:
+        yield cid, port, certs
+    finally:
+        docker_engine.run("rm", "-f", cid, check=False)
+
+
+def test_webhook_image_serves_healthz_over_tls(
+    docker_engine: Engine, webhook_container: tuple[str, int, Path]
+) -> None:
+    cid, port, certs = webhook_container
+    deadline = time.monotonic() + 60
+    body = ""
+    while time.monotonic() < deadline:
+        state = json.loads(docker_engine.run("inspect", cid).stdout)[0]["State"]
+        if not state["Running"]:
+            logs = docker_engine.run("logs", cid, check=False)
+            pytest.fail(f"webhook container exited {state['ExitCode']}:\n{logs.stderr[-3000:]}")
+        if (certs / "ca.crt").exists():
+            ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=2
+                ) as resp:
+                    body = resp.read().decode()
+                    break
+            except OSError:
+                pass
+        time.sleep(0.3)
+    assert body.strip() == "ok", "no /healthz answer within 60 s"
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=ctx, timeout=2) as r:
+        assert "presize_webhook" in r.read().decode()
+    # A clean stop on SIGTERM (what the kubelet sends), exit code 0.
+    docker_engine.run("stop", "-t", "20", cid)
+    state = json.loads(docker_engine.run("inspect", cid).stdout)[0]["State"]
+    assert state["ExitCode"] == 0, docker_engine.run("logs", cid, check=False).stderr[-2000:]
+
+
+def test_agent_image_reads_host_cgroups(docker_engine: Engine, images: dict[str, float]) -> None:
+    """The agent samples the host's cgroups through read-only mounts, answers /healthz on
+    127.0.0.1 (host network, bound to loopback only) and prints its counters on stop."""
+    port = _free_port()
+    cid = docker_engine.run(
+        "run", "-d", "--network=host", *HARDENED, "--tmpfs=/tmp",
+        "-v", "/sys/fs/cgroup:/host/sys/fs/cgroup:ro", "-v", "/proc:/host/proc:ro",
+        AGENT, "agent", "--root=/host/sys/fs/cgroup", "--hz=4", "--seconds=60",
+        "--spool-dir=/tmp/spool", "--metrics-host=127.0.0.1", f"--metrics-port={port}",
+    ).stdout.strip()  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            state = json.loads(docker_engine.run("inspect", cid).stdout)[0]["State"]
+            if not state["Running"]:
+                logs = docker_engine.run("logs", cid, check=False)
+                pytest.fail(f"agent exited {state['ExitCode']}:\n{logs.stderr[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{port}/healthz"
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    status = resp.status
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200, "no /healthz answer from the agent within 60 s"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            assert "presize_agent" in resp.read().decode()
+        time.sleep(2)  # a few more ticks
+        docker_engine.run("stop", "-t", "20", cid)
+        logs = docker_engine.run("logs", cid).stderr
+        state = json.loads(docker_engine.run("inspect", cid).stdout)[0]["State"]
+        assert state["ExitCode"] == 0, logs[-2000:]
+    finally:
+        docker_engine.run("rm", "-f", cid, check=False)
+    counters = json.loads(logs.strip().splitlines()[-1])
+    assert counters["ticks"] >= 8, counters
+    assert counters["scans"] >= 1, counters
+    assert "containers" in counters
+    assert "cgroup v" in logs
