@@ -27,7 +27,8 @@ STABLE = DecisionState(cpu_down_since=NOW - 900.0, memory_down_since=NOW - 900.0
 # shrink target predicted / scale_down_to equals predicted × 1.1 here). The product's own
 # defaults are tested separately at the end of this file.
 SLOW = PolicySettings(
-    scale_down_to=1 / 1.1, scale_down_step=0.9, down_stable_s=900.0, down_cooldown_s=1800.0
+    scale_down_to=1 / 1.1, scale_down_step=0.9, memory_scale_down_step=0.9,
+    down_stable_s=900.0, down_cooldown_s=1800.0,
 )
 
 
@@ -477,3 +478,30 @@ def test_default_shrink_never_more_than_halves_in_one_change() -> None:
 def test_scale_down_to_below_the_threshold_is_rejected() -> None:
     with pytest.raises(SettingsError, match="scale_down_to"):
         PolicySettings(scale_down_threshold=0.8, scale_down_to=0.7)
+
+
+def test_an_oom_soon_after_a_memory_shrink_makes_memory_shrink_cautiously() -> None:
+    """Regret: shrink memory, OOM within 6 h, and the next shrinks are 10 % steps for 3 days."""
+    s = PolicySettings()
+    big = Allocation(1.0, 4 * GB)
+    d1, st = decide(now=NOW, current=big, predicted=Allocation(1.0, 1 * GB), state=STABLE)
+    assert (d1.action, d1.memory) == (Action.RESIZE_IN_PLACE, 2 * GB)  # halved at most
+    assert st.memory_shrunk_at == NOW
+    # Two hours later the container OOMs at 2 GB: growth, and caution from now on.
+    d2, st = decide(now=NOW + 7200.0, current=Allocation(1.0, 2 * GB),
+                    predicted=Allocation(1.0, 3 * GB), signals=Signals(oom_kill=True), state=st)
+    assert d2.action is Action.RESIZE_IN_PLACE
+    assert st.memory_cautious_until == NOW + 7200.0 + s.cautious_s
+    # A day later the prediction drops again: memory shrinks by 10 %, not by half.
+    later = NOW + 7200.0 + 86400.0
+    st = replace(st, memory_down_since=later - 3600.0, last_change=later - 3600.0)
+    d3, _ = decide(now=later, current=Allocation(1.0, 4 * GB),
+                   predicted=Allocation(1.0, 1 * GB), state=st)
+    assert d3.memory == pytest.approx(3.6 * GB)
+
+
+def test_an_oom_long_after_a_shrink_leaves_memory_shrinking_at_full_pace() -> None:
+    st = replace(STABLE, memory_shrunk_at=NOW - 7 * 3600.0)
+    _, st2 = decide(now=NOW, current=Allocation(1.0, 1 * GB),
+                    predicted=Allocation(1.0, 1 * GB), signals=Signals(oom_kill=True), state=st)
+    assert st2.memory_cautious_until == st.memory_cautious_until
