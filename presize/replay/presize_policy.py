@@ -122,8 +122,10 @@ class PresizeSeriesPolicy:
         if not obs.valid:
             # A gap (the container was not running) is not evidence of anything: windows are
             # windows of observed samples, so an intermittent job keeps its profile across
-            # the gap instead of starting from nothing when it comes back.
+            # the gap instead of starting from nothing when it comes back. Nothing happened in
+            # a gap either: no OOM, no throttling (stale signals would bump every step).
             self.burst = False
+            self.signals = Signals(memory_peak=self.signals.memory_peak)
             return
         high = self.cpu_high.value()
         self.burst = not math.isnan(high) and obs.cpu > high

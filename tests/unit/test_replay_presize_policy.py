@@ -217,10 +217,15 @@ def test_presize_gives_a_daily_periodic_workload_the_seasonal_model() -> None:
     t = np.arange(4 * STEPS_PER_DAY) * STEP_SECONDS
     cpu = 1.0 + 0.6 * np.sin(2 * np.pi * t / 86400.0) + rng.normal(0, 0.03, t.shape)
     mem = GiB * (1 + rng.normal(0, 0.01, t.shape))
-    run, policy = replay(Series("daily", cpu=cpu, mem=mem, initial_cpu=1.0, initial_mem=GiB))
+    series = Series("daily", cpu=cpu, mem=mem, initial_cpu=1.0, initial_mem=GiB)
+    run, policy = replay(series, PresizeReplaySettings(seasonal_for_periodic=True))
     assert policy.classes.get("periodic", 0) >= 1
     assert any(isinstance(m, SeasonalForecaster) for m in policy.cpu_ens.members)
     assert (cpu[SCORED] > run.cpu_alloc[SCORED]).mean() <= 0.02
+    # By default the class is still recorded, but no seasonal member joins (see the settings).
+    _, plain = replay(series)
+    assert plain.classes.get("periodic", 0) >= 1
+    assert not any(isinstance(m, SeasonalForecaster) for m in plain.cpu_ens.members)
 
 
 def test_presize_flat_series_decisions_are_mostly_quiet() -> None:
@@ -229,3 +234,16 @@ def test_presize_flat_series_decisions_are_mostly_quiet() -> None:
     quiet = sum(n for k, n in policy.actions.items() if k.startswith("NOOP:"))
     assert quiet >= 0.95 * N
     assert all(":" in k and k.split(":", 1)[1] for k in policy.actions)
+
+
+def test_presize_does_not_grow_across_a_long_gap() -> None:
+    """A throttled step right before a 30 h gap must not bump CPU at every step of the gap."""
+    n = 3 * 288 + 360
+    cpu = np.full(n, 0.5)
+    mem = np.full(n, float(GiB))
+    cpu[288 * 2 - 1] = 5.0  # a burst right before the gap: the step is throttled
+    cpu[288 * 2 : 288 * 2 + 360] = np.nan
+    mem[288 * 2 : 288 * 2 + 360] = np.nan
+    run, _ = replay(Series("gap", cpu=cpu, mem=mem, initial_cpu=0.5, initial_mem=GiB),
+                    PresizeReplaySettings())
+    assert np.nanmax(run.cpu_alloc) < 20.0
