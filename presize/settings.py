@@ -12,10 +12,11 @@ Defaults and why:
 ``scale_down_threshold``   0.80      shrink only when the prediction is below 80 % ...
 ``scale_down_to``          0.90      ... of the allocation, to where it is 90 % of it
 ``scale_down_step``        0.50      never shrink CPU by more than half in one change
-``memory_scale_down_step`` 0.50      the same for memory ...
-``shrink_regret_s``        21600     ... but an OOM within 6 h of a memory shrink makes that
-``cautious_s``             259200    container's memory shrink cautiously for 3 days,
-``cautious_scale_down_step`` 0.90    10 % per change (it does come back to its old level)
+``memory_scale_down_step`` 0.90      memory shrinks by at most 10 % per change: a job whose
+                                     level drops and returns is OOM-killed by a fast shrink
+``shrink_regret_s``        21600     an OOM within 6 h of a memory shrink makes that
+``cautious_s``             259200    container's memory shrink more cautiously for 3 days,
+``cautious_scale_down_step`` 0.95    5 % per change (it does come back to its old level)
 ``down_stable_s``          600       the shrink signal must hold this long (hysteresis)
 ``down_cooldown_s``        900       no shrink within 15 min of any change
 ``oom_bump``               1.20      memory × 1.2 at once after an OOM kill (as VPA)
@@ -51,10 +52,10 @@ class PolicySettings:
     scale_down_threshold: float = 0.80
     scale_down_to: float = 0.90
     scale_down_step: float = 0.50
-    memory_scale_down_step: float = 0.50
+    memory_scale_down_step: float = 0.90
     shrink_regret_s: float = 6 * 3600.0
     cautious_s: float = 3 * 86400.0
-    cautious_scale_down_step: float = 0.90
+    cautious_scale_down_step: float = 0.95
     down_stable_s: float = 600.0
     down_cooldown_s: float = 900.0
     oom_bump: float = 1.20

@@ -470,9 +470,10 @@ def test_default_shrink_goes_to_ninety_percent_utilisation_after_ten_minutes() -
     assert d2.action is Action.NOOP
 
 
-def test_default_shrink_never_more_than_halves_in_one_change() -> None:
-    d, _ = decide(now=NOW, current=CUR, predicted=Allocation(0.01, 1 * GB), state=STABLE)
+def test_default_shrink_never_more_than_halves_cpu_or_cuts_memory_by_over_a_tenth() -> None:
+    d, _ = decide(now=NOW, current=CUR, predicted=Allocation(0.01, 0.01 * GB), state=STABLE)
     assert (d.action, d.cpu) == (Action.RESIZE_IN_PLACE, pytest.approx(0.5))
+    assert d.memory == pytest.approx(0.9 * GB)
 
 
 def test_scale_down_to_below_the_threshold_is_rejected() -> None:
@@ -482,21 +483,23 @@ def test_scale_down_to_below_the_threshold_is_rejected() -> None:
 
 def test_an_oom_soon_after_a_memory_shrink_makes_memory_shrink_cautiously() -> None:
     """Regret: shrink memory, OOM within 6 h, and the next shrinks are 10 % steps for 3 days."""
-    s = PolicySettings()
+    s = PolicySettings(memory_scale_down_step=0.5, cautious_scale_down_step=0.9)
     big = Allocation(1.0, 4 * GB)
-    d1, st = decide(now=NOW, current=big, predicted=Allocation(1.0, 1 * GB), state=STABLE)
+    d1, st = decide(now=NOW, current=big, predicted=Allocation(1.0, 1 * GB), state=STABLE,
+                    settings=s)
     assert (d1.action, d1.memory) == (Action.RESIZE_IN_PLACE, 2 * GB)  # halved at most
     assert st.memory_shrunk_at == NOW
     # Two hours later the container OOMs at 2 GB: growth, and caution from now on.
     d2, st = decide(now=NOW + 7200.0, current=Allocation(1.0, 2 * GB),
-                    predicted=Allocation(1.0, 3 * GB), signals=Signals(oom_kill=True), state=st)
+                    predicted=Allocation(1.0, 3 * GB), signals=Signals(oom_kill=True), state=st,
+                    settings=s)
     assert d2.action is Action.RESIZE_IN_PLACE
     assert st.memory_cautious_until == NOW + 7200.0 + s.cautious_s
     # A day later the prediction drops again: memory shrinks by 10 %, not by half.
     later = NOW + 7200.0 + 86400.0
     st = replace(st, memory_down_since=later - 3600.0, last_change=later - 3600.0)
     d3, _ = decide(now=later, current=Allocation(1.0, 4 * GB),
-                   predicted=Allocation(1.0, 1 * GB), state=st)
+                   predicted=Allocation(1.0, 1 * GB), state=st, settings=s)
     assert d3.memory == pytest.approx(3.6 * GB)
 
 
