@@ -294,27 +294,24 @@ class DecayingHistogram:
 
         ``q`` is in [0, 1]; an empty histogram answers 0.0.
         """
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"percentile {q!r} outside [0, 1]")
-        counted = self._counted()
-        if not counted:
-            return 0.0
-        cumulative = list(accumulate(w for _, w in counted))
-        position = bisect_left(cumulative, q * cumulative[-1])
-        index = counted[min(position, len(counted) - 1)][0]
-        return bucket_end(self._options, index)
+        index = self._percentile_index(q)
+        return 0.0 if index is None else bucket_end(self._options, index)
 
     def percentile_start(self, q: float) -> float:
         """Start of the bucket :meth:`percentile` ends; the conservative choice for a lower edge."""
+        index = self._percentile_index(q)
+        return 0.0 if not index else bucket_start(self._options, index)
+
+    def _percentile_index(self, q: float) -> int | None:
+        """Bucket where the cumulative weight first reaches ``q`` of the total (None: empty)."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"percentile {q!r} outside [0, 1]")
         counted = self._counted()
         if not counted:
-            return 0.0
+            return None
         cumulative = list(accumulate(w for _, w in counted))
         position = bisect_left(cumulative, q * cumulative[-1])
-        index = counted[min(position, len(counted) - 1)][0]
-        return 0.0 if index == 0 else bucket_start(self._options, index)
+        return counted[min(position, len(counted) - 1)][0]
 
     def to_dict(self) -> dict[str, object]:
         """Plain, versioned data (JSON- and msgpack-safe) that :meth:`from_dict` reads back."""
