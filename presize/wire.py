@@ -5,8 +5,11 @@ Two formats, each with its own schema version:
 * **Report**, agent -> controller (``POST /v1/reports``), msgpack: window summaries, the
   urgent flag and its reasons, and optional diagnostics taken when a container misbehaves.
 * **Snapshot**, controller -> webhook (``GET /v1/snapshot``), msgpack or JSON: every current
-  recommendation and the namespaces' modes. An unknown version raises ``WireVersionError``,
-  which the webhook answers with "allow, no patch".
+  recommendation, the namespaces' modes and, optionally, the ``PresizePolicy`` min/max bounds
+  per namespace (and per container). ``policy_bounds`` is the one optional key: it is written
+  only when non-empty and a snapshot without it decodes with none, so webhooks and controllers
+  built before it was added still read and write version 1. An unknown version raises
+  ``WireVersionError``, which the webhook answers with "allow, no patch".
 
 Design decisions:
 
@@ -58,6 +61,7 @@ __all__ = [
     "REPORT_VERSION",
     "SNAPSHOT_VERSION",
     "Diagnostics",
+    "PolicyBounds",
     "ProcessSample",
     "Report",
     "Snapshot",
@@ -115,6 +119,26 @@ class Report:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyBounds:
+    """A ``PresizePolicy``'s min/max for one namespace, or one container name in it.
+
+    ``container=None`` applies to every container of the namespace; a named entry wins over it
+    for that container. CPU is in cores and memory in bytes; ``None`` means not set (the
+    webhook's own flags apply).
+    """
+
+    namespace: str
+    container: str | None = None
+    cpu_min: float | None = None
+    cpu_max: float | None = None
+    memory_min: float | None = None
+    memory_max: float | None = None
+
+
+_BOUND_NUMBERS = ("cpu_min", "cpu_max", "memory_min", "memory_max")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     """Everything the webhook needs to answer admission reviews without any I/O."""
 
@@ -123,6 +147,10 @@ class Snapshot:
     generated_at: float
     recommendations: tuple[Recommendation, ...] = ()
     namespace_modes: tuple[tuple[str, Mode], ...] = ()
+    policy_bounds: tuple[PolicyBounds, ...] = ()
+
+
+_SNAPSHOT_OPTIONAL = frozenset({"policy_bounds"})
 
 
 # ---------------------------------------------------------------------------- public API
@@ -152,7 +180,7 @@ def decode_snapshot(payload: bytes, *, max_bytes: int) -> Snapshot:
     """The snapshot in msgpack ``payload``; ``WireVersionError`` means "allow without patch"."""
     raw = _unpack(payload, max_bytes, "snapshot")
     _check_version(raw, SNAPSHOT_VERSION, "snapshot")
-    return _snapshot_in(_Fields(raw, "snapshot", json=False, names=_names(Snapshot)))
+    return _snapshot_in(_snapshot_fields(raw, json=False))
 
 
 def snapshot_to_json_dict(snapshot: Snapshot) -> dict[str, object]:
@@ -164,7 +192,7 @@ def snapshot_to_json_dict(snapshot: Snapshot) -> dict[str, object]:
 def snapshot_from_json_dict(data: object) -> Snapshot:
     """The snapshot in already-parsed JSON ``data`` (what :func:`snapshot_to_json_dict` made)."""
     _check_version(data, SNAPSHOT_VERSION, "snapshot")
-    return _snapshot_in(_Fields(data, "snapshot", json=True, names=_names(Snapshot)))
+    return _snapshot_in(_snapshot_fields(data, json=True))
 
 
 def encode_snapshot_json(snapshot: Snapshot) -> bytes:
@@ -366,8 +394,15 @@ def _recommendation_out(rec: Recommendation, path: str) -> dict[str, object]:
     }
 
 
+def _bounds_out(b: PolicyBounds, path: str) -> dict[str, object]:
+    out: dict[str, object] = {"namespace": b.namespace, "container": b.container}
+    for name in _BOUND_NUMBERS:
+        out[name] = _opt_num(getattr(b, name), f"{path}.{name}")
+    return out
+
+
 def _snapshot_out(s: Snapshot) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "version": s.version,
         "generation": s.generation,
         "generated_at": _num(s.generated_at, "snapshot.generated_at"),
@@ -377,6 +412,11 @@ def _snapshot_out(s: Snapshot) -> dict[str, object]:
         ],
         "namespace_modes": [[namespace, mode.value] for namespace, mode in s.namespace_modes],
     }
+    if s.policy_bounds:  # absent when empty: what a decoder built before the field expects
+        out["policy_bounds"] = [
+            _bounds_out(b, f"snapshot.policy_bounds[{i}]") for i, b in enumerate(s.policy_bounds)
+        ]
+    return out
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -439,15 +479,18 @@ class _Fields:
 
     __slots__ = ("_data", "_json", "_path")
 
-    def __init__(self, raw: object, path: str, *, json: bool, names: Iterable[str] = ()) -> None:
+    def __init__(
+        self, raw: object, path: str, *, json: bool, names: Iterable[str] = (),
+        optional: frozenset[str] = frozenset(),
+    ) -> None:  # fmt: skip
         if not isinstance(raw, dict):
             raise WireError(f"{path}: expected a map, got {type(raw).__name__}")
         self._data: dict[object, object] = raw
         self._path = path
         self._json = json
         expected = set(names)
-        if expected and set(raw) != expected:
-            missing = sorted(expected - set(raw))
+        if expected and not (expected - optional <= set(raw) <= expected):
+            missing = sorted(expected - optional - set(raw))
             extra = _show(sorted(map(str, set(raw) - expected)))
             raise WireError(f"{path}: missing fields {missing}, unexpected fields {extra}")
 
@@ -471,6 +514,13 @@ class _Fields:
     def optional_number(self, name: str) -> float | None:
         value = self.raw(name)
         return None if value is None else _as_float(value, self.at(name), json=self._json)
+
+    def has(self, name: str) -> bool:
+        return name in self._data
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.raw(name)
+        return None if value is None else _as_text(value, self.at(name))
 
     def flag(self, name: str) -> bool:
         value = self.raw(name)
@@ -593,6 +643,17 @@ def _mode_pair(value: object, path: str) -> tuple[str, Mode]:
     return _as_text(namespace, f"{path}[0]"), _as_enum(Mode, mode, f"{path}[1]")
 
 
+def _bounds_in(f: _Fields) -> PolicyBounds:
+    numbers = {name: f.optional_number(name) for name in _BOUND_NUMBERS}
+    return PolicyBounds(
+        namespace=f.text("namespace"), container=f.optional_text("container"), **numbers
+    )
+
+
+def _snapshot_fields(raw: object, *, json: bool) -> _Fields:
+    return _Fields(raw, "snapshot", json=json, names=_names(Snapshot), optional=_SNAPSHOT_OPTIONAL)
+
+
 def _snapshot_in(f: _Fields) -> Snapshot:
     return Snapshot(
         version=f.integer("version"),
@@ -600,4 +661,7 @@ def _snapshot_in(f: _Fields) -> Snapshot:
         generated_at=f.number("generated_at"),
         recommendations=f.each_map("recommendations", Recommendation, _recommendation_in),
         namespace_modes=f.each("namespace_modes", _mode_pair),
+        policy_bounds=(
+            f.each_map("policy_bounds", PolicyBounds, _bounds_in) if f.has("policy_bounds") else ()
+        ),
     )

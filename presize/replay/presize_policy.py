@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -141,12 +141,13 @@ class PresizeSeriesPolicy:
         peak = self.mem_recent.value()
         self.signals = Signals(
             oom_kill=obs.oom,
-            throttled_fraction=1.0 if obs.valid and obs.cpu > self.alloc.cpu else 0.0,
+            throttled_fraction=1.0 if obs.cpu > self.alloc.cpu else 0.0,
             memory_peak=0.0 if math.isnan(peak) else peak,
         )
 
     def _classify(self, time: float) -> None:
-        """Daily: classify the CPU history; a periodic workload gets the seasonal model."""
+        """Daily: classify the CPU history; with ``seasonal_for_periodic`` a periodic workload
+        gets the seasonal model in its CPU ensemble."""
         self.classified_at = time
         if len(self.history) < STEPS_PER_DAY:
             return
@@ -179,6 +180,10 @@ class PresizeSeriesPolicy:
         if not math.isnan(cpu) and not math.isnan(high):
             # The ratio extrapolates; never past the highest demand of the last day.
             cpu = min(cpu, max(high, self.cpu_fc.s.floor))
+        return Allocation(cpu, self._predicted_memory(time))
+
+    def _predicted_memory(self, time: float) -> float:
+        """The largest of the ladder, the learned-jump headroom and the CPU-burst guard."""
         ladder = self.ladder.forecast(time, self.s.horizon_s)
         ref = self.mem_fc.reference()
         mem = ref * min(self.mem_fc.tail_ratio(time), self.s.jump_cap)
@@ -194,7 +199,7 @@ class PresizeSeriesPolicy:
                 # ratio), so smooth containers pay nothing for the guard.
                 jump = min(max(self.mem_fc.tail_ratio(time), 1.0), self.s.burst_boost)
                 mem = max(mem, ladder.upper * jump)
-        return Allocation(cpu, mem)
+        return mem
 
     def allocate(self, t: int, time: float) -> tuple[float, float]:
         decision, self.state = decide(
@@ -219,6 +224,4 @@ class PresizeSeriesPolicy:
 
 
 def _with_floor(s: ShortHorizonSettings, floor: float) -> ShortHorizonSettings:
-    from dataclasses import replace
-
     return replace(s, floor=floor)
