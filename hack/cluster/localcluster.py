@@ -12,8 +12,8 @@ front-proxy CA and a service-account signing key), writes an admin kubeconfig, a
 process it started by its pid (never by name), also when start-up fails.
 
 kwok plays the kubelets: it marks the fake Nodes Ready, keeps their Leases fresh and moves
-scheduled Pods to Running. With ``simulate_resize=True`` (the default) two Stages of our own also
-play the kubelet's part of an in-place resize (GA in 1.35): running containers report
+scheduled Pods to Running. With ``simulate_resize=True`` (the default) a Stage of our own also
+plays the kubelet's part of an in-place resize (GA in 1.35): running containers report
 ``status.containerStatuses[].resources`` (without it the apiserver rejects every resize with
 "Pod running on node without support for resize"), and after a resize the new
 ``spec.resources`` are reported as actual and ``metadata.generation`` as
@@ -443,110 +443,6 @@ spec:
       {{ $_ := set $cs "resources" $res }}
       - {{ toJson $cs }}
       {{ end }}
-"""
-
-# kwok's upstream pod-ready stage (kustomize/stage/pod/fast/pod-ready.yaml, v0.8.0, Apache-2.0)
-# plus two things a 1.35 kubelet reports and the apiserver relies on: the containers'
-# `resources` and `observedGeneration`. Without `resources` on a running container the apiserver
-# refuses every resize with "Pod running on node without support for resize" (its version-skew
-# guard, isPodResizeRequestSupported in pkg/apis/core/validation).
-POD_READY_STAGE: Final = """\
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: presize-pod-ready
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
-      operator: 'In'
-      values:
-      - 'Pending'
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'NotIn'
-      values:
-      - 'True'
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ with .metadata.generation }}
-      observedGeneration: {{ . }}
-      {{ end }}
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Initialized
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Ready
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: ContainersReady
-      {{ range .spec.readinessGates }}
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: {{ .conditionType | Quote }}
-      {{ end }}
-
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        started: true
-        resources: {{ toJson (or .resources dict) }}
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-
-      initContainerStatuses:
-      {{ range .spec.initContainers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        {{ if eq .restartPolicy "Always" }}
-        started: true
-        resources: {{ toJson (or .resources dict) }}
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-        {{ else }}
-        state:
-          terminated:
-            exitCode: 0
-            finishedAt: {{ $now | Quote }}
-            reason: Completed
-            startedAt: {{ $now | Quote }}
-        {{ end }}
-      {{ end }}
-      {{ $hostIPs := NodeIPsWith .spec.nodeName }}
-      {{ with $hostIPs }}
-      hostIP: {{ index . 0 | Quote }}
-      hostIPs:
-      {{ range . }}
-      - ip: {{ . | Quote }}
-      {{ end }}
-      {{ end }}
-      {{ $hostNetwork := or .spec.hostNetwork false }}
-      {{ $podIPs := PodIPsWith .spec.nodeName $hostNetwork ( or .metadata.uid "" )
-           ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
-      {{ with $podIPs }}
-      podIP: {{ index . 0 | Quote }}
-      podIPs:
-      {{ range . }}
-      - ip: {{ . | Quote }}
-      {{ end }}
-      {{ end }}
-      phase: Running
-      startTime: {{ $now | Quote }}
 """
 
 # Upstream stages used as they are (copied out of the kwok module by build.sh).
@@ -1027,10 +923,12 @@ class LocalCluster:
             if not path.exists():
                 raise ClusterError(f"kwok stage {path} missing: run hack/cluster/build.sh kwok")
             docs.append(path.read_text(encoding="utf-8").strip())
+        docs.append((self.binaries.kwok_stages / UPSTREAM_POD_READY).read_text().strip())
         if self.simulate_resize:
-            docs += [POD_READY_STAGE.strip(), RESIZE_STAGE.strip()]
-        else:
-            docs.append((self.binaries.kwok_stages / UPSTREAM_POD_READY).read_text().strip())
+            # Our own stage runs after kwok's pod-ready: it reports the containers' resources
+            # (and the observed generation) whenever they differ from spec, which covers both
+            # the first report of a running pod and every resize after it.
+            docs.append(RESIZE_STAGE.strip())
         config = self.workdir / "kwok.yaml"
         config.write_text("\n---\n".join(docs) + "\n", encoding="utf-8")
         return config
