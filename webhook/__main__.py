@@ -8,7 +8,11 @@ constructs its own collaborators.
 Certificates: either ``--tls-cert-file``/``--tls-key-file`` (reloaded when they change), or
 ``--generate-certs DIR`` (a CA and serving certificate made on start and renewed before
 expiry; with ``--webhook-config NAME`` the CA is written into that
-MutatingWebhookConfiguration's ``caBundle``).
+MutatingWebhookConfiguration's ``caBundle``), or ``--cert-secret [NAMESPACE/]NAME`` (the CA and
+serving certificate shared by all replicas in that Secret, made by whichever replica comes
+first, re-checked every ``--cert-check-s`` and rotated before expiry; files go to
+``--generate-certs DIR`` or a temporary directory). Without a namespace, the pod's own (from
+the service account) is used.
 
 Exit codes: 0 after a clean stop, 2 for bad settings, 1 if the server could not start.
 """
@@ -22,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,14 @@ from aiohttp import web
 from presize.errors import PresizeError
 from presize.model import Bounds, Mode
 from presize.units import MIB, parse_bytes, parse_cpu
-from webhook.certs import CertFiles, CertReloader, ensure_certificates, server_ssl_context
+from webhook.certs import (
+    CertFiles,
+    CertReloader,
+    CertSecretError,
+    SecretCertRotator,
+    ensure_certificates,
+    server_ssl_context,
+)
 from webhook.metrics import WebhookMetrics
 from webhook.mutate import MutateSettings
 from webhook.namespaces import NamespaceSource, ResourceLimits, StaticNamespaces
@@ -58,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--tls-key-file", default=_env("TLS_KEY_FILE"))
     a("--generate-certs", metavar="DIR", default=_env("GENERATE_CERTS"))
     a("--cert-hosts", default=_env("CERT_HOSTS", "127.0.0.1,localhost"), help="comma list")
+    a("--cert-secret", default=_env("CERT_SECRET"), help="[NAMESPACE/]NAME: shared certs")
+    a("--cert-check-s", type=float, default=float(_env("CERT_CHECK_S", "3600") or 3600))
     a("--webhook-config", default=_env("WEBHOOK_CONFIG"), help="patch caBundle of this MWC")
     a("--cert-reload-s", type=float, default=float(_env("CERT_RELOAD_S", "10") or 10))
     a("--snapshot-url", default=_env("SNAPSHOT_URL"), help="controller's /v1/snapshot")
@@ -82,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--min-memory", default=_env("MIN_MEMORY", "16Mi"))
     a("--max-memory", default=_env("MAX_MEMORY"))
     a("--mem-peak-factor", type=float, default=float(_env("MEM_PEAK_FACTOR", "1.0") or 1.0))
+    a("--cold-start-cpu", default=_env("COLD_START_CPU"), help="default for unprofiled pods")
+    a("--cold-start-memory", default=_env("COLD_START_MEMORY"), help="default, unprofiled pods")
     a("--bandwidth-annotations", action="store_true", default=_env("BANDWIDTH") == "1")
     a("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", "") or 3 * MIB))
     a("--log-level", default=_env("LOG_LEVEL", "INFO"))
@@ -108,15 +124,68 @@ def mutate_settings(args: argparse.Namespace) -> MutateSettings:
         bounds=ResourceLimits(cpu=cpu, memory=memory),
         mem_peak_factor=args.mem_peak_factor,
         bandwidth_annotations=args.bandwidth_annotations,
+        cold_start_cpu=parse_cpu(args.cold_start_cpu) if args.cold_start_cpu else None,
+        cold_start_memory=parse_bytes(args.cold_start_memory) if args.cold_start_memory else None,
     )
+
+
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _secret_ref(value: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME``, or ``NAME`` in this pod's namespace."""
+    namespace, _, name = value.rpartition("/")
+    if not namespace:
+        namespace = _env("NAMESPACE") or (
+            _SA_NAMESPACE.read_text(encoding="utf-8").strip() if _SA_NAMESPACE.exists() else ""
+        )
+    if not namespace or not name:
+        raise PresizeError(f"--cert-secret {value!r}: give NAMESPACE/NAME")
+    return namespace, name
+
+
+def _secret_tls(args: argparse.Namespace, metrics: WebhookMetrics) -> tuple[Any, Background]:
+    """Certificates shared through a Secret: fetched or made now, re-checked in the background."""
+    # imported only when used: the kubernetes client is slow to import and optional
+    from webhook.kube import KubeSecretStore, api_client, patch_ca_bundle
+
+    namespace, name = _secret_ref(args.cert_secret)
+    api = api_client(None if args.in_cluster and not args.kubeconfig else args.kubeconfig)
+    directory = args.generate_certs or tempfile.mkdtemp(prefix="presize-webhook-certs-")
+    files = CertFiles(Path(directory))
+
+    def on_ca(bundle: bytes) -> None:
+        if args.webhook_config:
+            count = patch_ca_bundle(api, args.webhook_config, bundle)
+            log.info("caBundle set on %d webhook(s) of %s", count, args.webhook_config)
+
+    rotator = SecretCertRotator(
+        KubeSecretStore(api, namespace, name), files, hosts=_hosts(args), on_ca=on_ca,
+        clock=lambda: dt.datetime.now(dt.UTC), metrics=metrics, interval_s=args.cert_check_s,
+    )  # fmt: skip
+    try:
+        rotator.check_once()
+    except CertSecretError as exc:
+        raise PresizeError(str(exc)) from exc
+    except Exception as exc:  # the API server's answer (401, 403, 404, unreachable...)
+        raise PresizeError(f"certificate Secret {namespace}/{name}: {exc}") from exc
+    ctx = server_ssl_context(files.cert, files.key)
+    rotator.ctx = ctx
+    return ctx, rotator.run
+
+
+def _hosts(args: argparse.Namespace) -> list[str]:
+    return [h.strip() for h in args.cert_hosts.split(",") if h.strip()]
 
 
 def _tls(args: argparse.Namespace, metrics: WebhookMetrics) -> tuple[Any, list[Background]]:
     """The SSL context and its reloader, from files or freshly generated certificates."""
+    if args.cert_secret:
+        ctx, task = _secret_tls(args, metrics)
+        return ctx, [task]
     if args.generate_certs:
         files = CertFiles(Path(args.generate_certs))
-        hosts = [h.strip() for h in args.cert_hosts.split(",") if h.strip()]
-        ca_pem, _ = ensure_certificates(files, hosts=hosts, now=dt.datetime.now(dt.UTC))
+        ca_pem, _ = ensure_certificates(files, hosts=_hosts(args), now=dt.datetime.now(dt.UTC))
         if args.webhook_config:
             # imported only when used: the kubernetes client is slow to import and optional
             from webhook.kube import api_client, patch_ca_bundle

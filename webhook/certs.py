@@ -16,6 +16,13 @@ P-256 CA (10 years) and a serving certificate signed by it (1 year), writes them
 expiry. The CA PEM is what goes into the webhook configuration's ``caBundle``. Time is a
 parameter, so expiry logic is tested with fixed dates.
 
+**Shared in a Secret.** With several replicas, each generating its own CA would leave the
+``caBundle`` trusting only the last one. :func:`ensure_secret_certificates` keeps one CA and
+serving pair in a Secret instead: reuse it while fresh, otherwise generate and write with the
+resourceVersion just read (optimistic concurrency: on a 409 the loser re-reads and uses the
+winner's). :class:`SecretCertRotator` repeats that every hour and so rotates before expiry.
+The Secret API itself is behind :class:`SecretStore` (``webhook.kube`` implements it).
+
 TLS 1.2 is the minimum; Python's defaults choose the ciphers (the API server's Go client
 negotiates TLS 1.3 where it can).
 """
@@ -23,16 +30,20 @@ negotiates TLS 1.3 where it can).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -256,3 +267,195 @@ class CertReloader:
             await asyncio.sleep(self.interval_s)
             with contextlib.suppress(Exception):  # never let a reload bug stop serving
                 self.check_once()
+
+
+# ---------------------------------------------------------------- certificates in a Secret
+
+SECRET_KEYS = ("ca.crt", "ca.key", "tls.crt", "tls.key", "ca-bundle.crt")
+
+
+class CertSecretError(Exception):
+    """The shared Secret could not be read or written, or never settled."""
+
+
+class SecretStore(Protocol):
+    """One Secret's ``data`` (base64 values) and resourceVersion; see ``webhook.kube``."""
+
+    def read(self) -> tuple[dict[str, str], str]: ...
+
+    def replace(self, data: dict[str, str], resource_version: str) -> bool:
+        """Write ``data`` if the Secret is still at ``resource_version``; ``False`` on 409."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CertMaterial:
+    """A CA, the serving pair it signed, and the ``caBundle`` (this CA, then the previous one
+    while it is still valid, so replicas not yet rotated stay trusted)."""
+
+    ca: CertPair
+    serving: CertPair
+    ca_bundle: bytes
+
+    def to_secret_data(self) -> dict[str, str]:
+        values = (
+            self.ca.cert_pem, self.ca.key_pem, self.serving.cert_pem, self.serving.key_pem,
+            self.ca_bundle,
+        )  # fmt: skip
+        encoded = (base64.b64encode(v).decode("ascii") for v in values)
+        return dict(zip(SECRET_KEYS, encoded, strict=True))
+
+    @classmethod
+    def from_secret_data(cls, data: Mapping[str, str] | None) -> CertMaterial | None:
+        """The material in a Secret's ``data``, or ``None`` when it is absent or incomplete."""
+        if not data or any(not isinstance(data.get(k), str) for k in SECRET_KEYS[:4]):
+            return None
+        try:
+            ca_cert, ca_key, cert, key = (base64.b64decode(data[k]) for k in SECRET_KEYS[:4])
+            bundle = base64.b64decode(data.get("ca-bundle.crt") or "") or ca_cert
+        except ValueError:
+            return None
+        return cls(CertPair(ca_cert, ca_key), CertPair(cert, key), bundle)
+
+
+def _expiry(cert_pem: bytes) -> dt.datetime | None:
+    try:
+        return not_after(cert_pem)
+    except ValueError:
+        return None
+
+
+def material_is_fresh(
+    material: CertMaterial, *, now: dt.datetime, renew_before: dt.timedelta = RENEW_BEFORE
+) -> bool:
+    """Both certificates parse, the serving one was signed by the CA, neither is due for renewal."""
+    try:
+        ca = x509.load_pem_x509_certificate(material.ca.cert_pem)
+        serving = x509.load_pem_x509_certificate(material.serving.cert_pem)
+        serving.verify_directly_issued_by(ca)
+        serialization.load_pem_private_key(material.ca.key_pem, password=None)
+        serialization.load_pem_private_key(material.serving.key_pem, password=None)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return min(ca.not_valid_after_utc, serving.not_valid_after_utc) - renew_before > now
+
+
+def renew_material(
+    old: CertMaterial | None, *, hosts: list[str], now: dt.datetime,
+    renew_before: dt.timedelta = RENEW_BEFORE, ca_days: int = CA_DAYS,
+    serving_days: int = SERVING_DAYS,
+) -> CertMaterial:  # fmt: skip
+    """New material: keep ``old``'s CA while it is valid and not due, else make a new CA
+    (the bundle then keeps the old CA too, until it expires)."""
+    ca = old.ca if old is not None else None
+    ca_expiry = _expiry(ca.cert_pem) if ca is not None else None
+    if ca is None or ca_expiry is None or ca_expiry - renew_before <= now:
+        fresh_ca = generate_ca(common_name="presize-webhook-ca", now=now, days=ca_days)
+        bundle = fresh_ca.cert_pem
+        if ca is not None and ca_expiry is not None and ca_expiry > now:
+            bundle += ca.cert_pem
+        ca = fresh_ca
+    else:
+        bundle = ca.cert_pem
+    try:
+        serving = generate_serving(ca, hosts=hosts, now=now, days=serving_days)
+    except ValueError:  # the old CA's key is unusable: start over
+        ca = generate_ca(common_name="presize-webhook-ca", now=now, days=ca_days)
+        bundle = ca.cert_pem
+        serving = generate_serving(ca, hosts=hosts, now=now, days=serving_days)
+    return CertMaterial(ca, serving, bundle)
+
+
+def ensure_secret_certificates(
+    store: SecretStore, *, hosts: list[str], now: dt.datetime,
+    renew_before: dt.timedelta = RENEW_BEFORE, attempts: int = 5,
+    ca_days: int = CA_DAYS, serving_days: int = SERVING_DAYS,
+) -> tuple[CertMaterial, bool]:  # fmt: skip
+    """The material in the shared Secret, made and written first if absent, invalid or due.
+
+    Returns (material, whether this call wrote it). The write carries the resourceVersion just
+    read, so of several replicas starting at once exactly one wins; the others get a conflict,
+    read again and use the winner's material (it is fresh, so they do not write).
+    """
+    for _ in range(attempts):
+        data, version = store.read()
+        current = CertMaterial.from_secret_data(data)
+        if current is not None and material_is_fresh(current, now=now, renew_before=renew_before):
+            return current, False
+        new = renew_material(
+            current, hosts=hosts, now=now, renew_before=renew_before, ca_days=ca_days,
+            serving_days=serving_days,
+        )  # fmt: skip
+        if store.replace(new.to_secret_data(), version):
+            log.info("wrote new webhook certificates to the shared Secret")
+            return new, True
+        log.info("another replica updated the certificate Secret first; reading it again")
+    raise CertSecretError(f"the certificate Secret kept changing ({attempts} attempts)")
+
+
+def write_material(files: CertFiles, material: CertMaterial) -> None:
+    """Put ``material`` where :func:`server_ssl_context` and the reloader read it."""
+    files.directory.mkdir(parents=True, exist_ok=True)
+    _write_atomic(files.ca_key, material.ca.key_pem, 0o600)
+    _write_atomic(files.ca_cert, material.ca_bundle)
+    _write_atomic(files.key, material.serving.key_pem, 0o600)
+    _write_atomic(files.cert, material.serving.cert_pem)
+
+
+class SecretCertRotator:
+    """Keeps this replica's certificate in step with the shared Secret.
+
+    :meth:`check_once` (every ``interval_s``, one hour by default) re-reads the Secret, renews
+    the material there if it is due (a conflict means another replica did), writes what the
+    Secret holds to ``files`` and loads it into ``ctx`` when it changed, and calls ``on_ca``
+    with the bundle whenever the bundle changed (the composition root patches ``caBundle``).
+    """
+
+    def __init__(
+        self, store: SecretStore, files: CertFiles, *, hosts: list[str],
+        on_ca: Callable[[bytes], object], clock: Callable[[], dt.datetime],
+        metrics: WebhookMetrics, ctx: ssl.SSLContext | None = None,
+        renew_before: dt.timedelta = RENEW_BEFORE, interval_s: float = 3600.0,
+        ca_days: int = CA_DAYS, serving_days: int = SERVING_DAYS,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.files = files
+        self.hosts = hosts
+        self.on_ca = on_ca
+        self.clock = clock
+        self.ctx = ctx
+        self.renew_before = renew_before
+        self.interval_s = interval_s
+        self.ca_days = ca_days
+        self.serving_days = serving_days
+        self._metrics = metrics
+        self.material: CertMaterial | None = None
+
+    def check_once(self) -> bool:
+        """Sync once; ``True`` if this replica's certificate changed. Raises on API errors."""
+        material, _ = ensure_secret_certificates(
+            self.store, hosts=self.hosts, now=self.clock(), renew_before=self.renew_before,
+            ca_days=self.ca_days, serving_days=self.serving_days,
+        )  # fmt: skip
+        if material == self.material:
+            return False
+        old_bundle = None if self.material is None else self.material.ca_bundle
+        write_material(self.files, material)
+        if self.ctx is not None:
+            self.ctx.load_cert_chain(self.files.cert, self.files.key)
+            self._metrics.cert_reloads.labels(result="ok").inc()
+        self.material = material
+        if material.ca_bundle != old_bundle:
+            self.on_ca(material.ca_bundle)
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await asyncio.to_thread(self.check_once)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep serving the current certificate; retry next time
+                self._metrics.cert_reloads.labels(result="error").inc()
+                log.warning("certificate Secret check failed: %s: %s", type(exc).__name__, exc)

@@ -11,8 +11,12 @@ Responses are read raw (``_preload_content=False``) and handed to the pure build
 :func:`patch_ca_bundle` writes the CA of a generated certificate into every webhook of a
 MutatingWebhookConfiguration, so that the API server trusts the webhook's new certificate.
 
-RBAC needed: ``list`` on ``namespaces`` and ``limitranges`` (cluster-wide), and ``get``,
-``patch`` on the one ``mutatingwebhookconfigurations`` object when certificates are generated.
+:class:`KubeSecretStore` reads and conditionally replaces the one Secret that holds the
+certificates shared by all replicas (``--cert-secret``).
+
+RBAC needed: ``list`` on ``namespaces`` and ``limitranges`` (cluster-wide), ``get``,
+``patch`` on the one ``mutatingwebhookconfigurations`` object when certificates are generated,
+and ``get``, ``update`` on the one certificate Secret.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from webhook.metrics import WebhookMetrics
 from webhook.namespaces import NamespaceInfo, StaticNamespaces, build_namespace_infos
@@ -106,3 +111,51 @@ def patch_ca_bundle(api: Any, name: str, ca_pem: bytes) -> int:
     if ops:
         admission.patch_mutating_webhook_configuration(name, ops)
     return len(ops)
+
+
+class KubeSecretStore:
+    """The one Secret that holds the shared webhook certificates (``get`` and ``update``).
+
+    ``replace`` sends the resourceVersion it was given, so the API server refuses (409) a
+    write based on a stale read; that is how concurrent replicas agree on one CA.
+    """
+
+    def __init__(self, api: Any, namespace: str, name: str, *, timeout_s: float = 10.0) -> None:
+        self._core: Any = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.name = name
+        self.timeout_s = timeout_s
+        self._type = "Opaque"  # a Secret's type is immutable: write back what was read
+
+    def read(self) -> tuple[dict[str, str], str]:
+        response = self._core.read_namespaced_secret(
+            self.name, self.namespace, _preload_content=False, _request_timeout=self.timeout_s
+        )
+        secret = json.loads(response.data)
+        data = secret.get("data") or {}
+        version = str((secret.get("metadata") or {}).get("resourceVersion") or "")
+        self._type = str(secret.get("type") or "Opaque")
+        return {str(k): str(v) for k, v in data.items()}, version
+
+    def replace(self, data: dict[str, str], resource_version: str) -> bool:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "resourceVersion": resource_version,
+            },
+            "type": self._type,
+            "data": data,
+        }
+        try:
+            self._core.replace_namespaced_secret(
+                self.name, self.namespace, body, _preload_content=False,
+                _request_timeout=self.timeout_s,
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True

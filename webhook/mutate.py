@@ -17,7 +17,15 @@ which sub-maps the user happened to write.
                             "requests": {"cpu": ["100m", "250m"], "memory": [null, "320Mi"]},
                             "limits": {"memory": ["1Gi", "1Gi"]}}}}
 
-with each value as ``[before, after]`` (``null`` when unset). Bandwidth recommendations are
+with each value as ``[before, after]`` (``null`` when unset). A container given the configured
+cold-start default (no profile and no requests or limits of its own) is recorded with
+``"generation": 0, "confidence": 0, "cold_start": true``.
+
+Policy bounds: the snapshot's ``PresizePolicy`` min/max for the pod's namespace (then for the
+container's name, which wins) replace the webhook's flag bounds value by value; the flags are
+the cluster-wide fallback for whatever the policy leaves unset. LimitRanges tighten the result.
+
+Bandwidth recommendations are
 taken to be in bits per second, the unit of the ``kubernetes.io/*-bandwidth`` annotations.
 """
 
@@ -33,6 +41,7 @@ from typing import Any
 from presize.errors import QuantityError
 from presize.model import Bounds, Mode, Recommendation, WorkloadKey
 from presize.units import MIB, format_bytes, format_cpu, parse_bytes, parse_cpu
+from presize.wire import PolicyBounds
 from webhook.index import SnapshotIndex
 from webhook.namespaces import NamespaceInfo, ResourceLimits
 from webhook.owners import workload_candidates
@@ -62,6 +71,7 @@ class Outcome(StrEnum):
     QOS_WOULD_CHANGE = "qos-would-change"
     POD_LIMIT_RANGE = "pod-limit-range"
     INVALID_POD = "invalid-pod"
+    COLD_START = "cold-start"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +90,12 @@ class MutateSettings:
     mem_peak_factor: float = 1.0
     bandwidth_annotations: bool = False
     bandwidth_headroom: float = 1.5
+    cold_start_cpu: float | None = None  # cores; None: no cold-start default
+    cold_start_memory: float | None = None  # bytes
+
+    @property
+    def cold_start(self) -> bool:
+        return self.cold_start_cpu is not None or self.cold_start_memory is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,15 +190,56 @@ def _size_slot(
     return cpu, memory
 
 
-def _new_resources(slot: _Slot, cpu: Sized, memory: Sized) -> dict[str, Any]:
+def _override(bounds: Bounds, low: float | None, high: float | None) -> Bounds:
+    return Bounds(
+        minimum=bounds.minimum if low is None else low,
+        maximum=bounds.maximum if high is None else high,
+    )
+
+
+def _with_policy(base: ResourceLimits, policies: tuple[PolicyBounds, ...]) -> ResourceLimits:
+    """``base`` (the flags) with each value a ``PresizePolicy`` sets replacing it."""
+    for p in policies:
+        base = ResourceLimits(
+            cpu=_override(base.cpu, p.cpu_min, p.cpu_max),
+            memory=_override(base.memory, p.memory_min, p.memory_max),
+            cpu_max_ratio=base.cpu_max_ratio,
+            memory_max_ratio=base.memory_max_ratio,
+        )
+    return base
+
+
+def _cold_sizes(
+    slot: _Slot, bounds: ResourceLimits, settings: MutateSettings
+) -> tuple[Sized | None, Sized | None] | None:
+    """The configured cold-start default, in bounds, for a container that asks for nothing.
+
+    A container with any CPU/memory request or limit is left alone: a limit alone means the
+    API server copies it into the request, and a smaller default would change the QoS class.
+    """
+    a = slot.amounts
+    if any(v is not None for v in (a.cpu_request, a.cpu_limit, a.memory_request, a.memory_limit)):
+        return None
+    cpu = settings.cold_start_cpu
+    memory = settings.cold_start_memory
+    return (
+        None if cpu is None else Sized(bounds.cpu.clamp(cpu), None),
+        None if memory is None else Sized(bounds.memory.clamp(memory), None),
+    )
+
+
+def _new_resources(slot: _Slot, cpu: Sized | None, memory: Sized | None) -> dict[str, Any]:
     resources = dict(slot.raw.get("resources") or {})
     requests = dict(resources.get("requests") or {})
-    requests["cpu"], requests["memory"] = format_cpu(cpu.request), format_bytes(memory.request)
+    if cpu is not None:
+        requests["cpu"] = format_cpu(cpu.request)
+    if memory is not None:
+        requests["memory"] = format_bytes(memory.request)
     resources["requests"] = requests
     limits = dict(resources.get("limits") or {})
-    if cpu.limit is not None:
+    if cpu is not None and cpu.limit is not None:
         limits["cpu"] = format_cpu(cpu.limit)
-    if memory.limit is not None:
+    if memory is not None and memory.limit is not None:
         limits["memory"] = format_bytes(memory.limit)
     if limits:
         resources["limits"] = limits
@@ -282,12 +339,14 @@ def mutate(
     workload = next((w for w in candidates if w in snapshot.workloads), None)
     if workload is None:
         what = str(candidates[0]) if candidates else "this pod's owner"
-        return _skip(Outcome.NO_PROFILE, f"presize: no profile yet for {what}; unchanged")
+        if not settings.cold_start:
+            return _skip(Outcome.NO_PROFILE, f"presize: no profile yet for {what}; unchanged")
     return _patch(
         pod,
         slots,
         qos=qos,
         workload=workload,
+        candidate=candidates[0] if candidates else None,
         namespace=namespace,
         snapshot=snapshot,
         settings=settings,
@@ -295,20 +354,72 @@ def mutate(
     )
 
 
+def _cold_slot(
+    slot: _Slot, bounds: ResourceLimits, settings: MutateSettings, what: str
+) -> tuple[tuple[Sized | None, Sized | None] | None, str]:
+    """The cold-start sizes for a sized container without a profile, and the warning."""
+    sizes = _cold_sizes(slot, bounds, settings) if settings.cold_start else None
+    if sizes is None:
+        return None, f"presize: no profile for container {slot.name}; left unchanged"
+    cpu, memory = sizes
+    given = ", ".join(
+        f"{name} {text}"
+        for name, text in (
+            ("cpu", None if cpu is None else format_cpu(cpu.request)),
+            ("memory", None if memory is None else format_bytes(memory.request)),
+        )
+        if text is not None
+    )
+    return sizes, (
+        f"presize: no profile yet for {what}, container {slot.name}; "
+        f"cold-start default applied ({given})"
+    )
+
+
 def _patch(
-    pod: Mapping[str, Any], slots: list[_Slot], *, qos: QoS, workload: WorkloadKey,
-    namespace: NamespaceInfo, snapshot: SnapshotIndex, settings: MutateSettings, now: float,
+    pod: Mapping[str, Any], slots: list[_Slot], *, qos: QoS, workload: WorkloadKey | None,
+    candidate: WorkloadKey | None, namespace: NamespaceInfo, snapshot: SnapshotIndex,
+    settings: MutateSettings, now: float,
 ) -> MutationResult:  # fmt: skip
-    bounds = settings.bounds.tighten(namespace.policy).tighten(namespace.container)
+    """Size every container with a profile (or the cold-start default); ``workload`` is
+    ``None`` when the pod's workload has no profile at all (cold start only)."""
+    named = workload or candidate
+    what = str(named) if named else "this pod's owner"
     warnings: list[str] = []
     ops: list[PatchOp] = []
     record: dict[str, Any] = {}
     used: list[Recommendation] = []
     final: list[Amounts] = []
+    cold = 0
     for slot in slots:
-        rec = snapshot.recommendation(workload, slot.name) if slot.sized else None
+        bounds = (
+            _with_policy(settings.bounds, snapshot.policy_bounds(namespace.name, slot.name))
+            .tighten(namespace.policy)
+            .tighten(namespace.container)
+        )
+        rec = snapshot.recommendation(workload, slot.name) if slot.sized and workload else None
         if slot.sized and rec is None:
-            warnings.append(f"presize: no profile for container {slot.name}; left unchanged")
+            sizes, warning = _cold_slot(slot, bounds, settings, what)
+            warnings.append(warning)
+            if sizes is not None:
+                cold_cpu, cold_memory = sizes
+                new = _new_resources(slot, cold_cpu, cold_memory)
+                final.append(
+                    Amounts(
+                        None if cold_cpu is None else cold_cpu.request,
+                        None,
+                        None if cold_memory is None else cold_memory.request,
+                        None,
+                    )
+                )
+                path = f"/spec/{slot.list_name}/{slot.index}/resources"
+                ops.append({"op": "add", "path": path, "value": new})
+                changes = _changes(slot.raw.get("resources") or {}, new)
+                record[slot.name] = {
+                    "generation": 0, "confidence": 0, "cold_start": True, **changes
+                }  # fmt: skip
+                cold += 1
+                continue
         if rec is None:
             final.append(slot.amounts)
             continue
@@ -334,7 +445,10 @@ def _patch(
             "confidence": round(rec.confidence, 3),
             **changes,
         }
-    earlier = tuple(warnings)
+    if cold:  # the cold-start sentences were about a change that is now not made
+        earlier = tuple(w for w in warnings if "cold-start default applied" not in w)
+    else:
+        earlier = tuple(warnings)
     if qos_class(final) is not qos:
         message = f"presize: sizing would change the QoS class {qos}; unchanged"
         return _skip(Outcome.QOS_WOULD_CHANGE, message, workload=workload, earlier=earlier)
@@ -345,10 +459,13 @@ def _patch(
     annotations: Mapping[str, Any] = metadata.get("annotations") or {}
     bw_ops, bandwidth = _bandwidth_ops(annotations, used, settings)
     if not ops and not bw_ops:
+        if workload is None:  # cold start found nothing it may touch
+            message = f"presize: no profile yet for {what}; unchanged"
+            return _skip(Outcome.NO_PROFILE, message, earlier=earlier)
         return MutationResult(Outcome.UNCHANGED, (), tuple(warnings), None, workload)
     annotation: dict[str, Any] = {
         "v": 1,
-        "workload": str(workload),
+        "workload": what,
         "snapshot": snapshot.generation,
         "at": int(now),
         "containers": record,
@@ -363,7 +480,8 @@ def _patch(
         {"op": "add", "path": f"/metadata/annotations/{_escape(APPLIED_ANNOTATION)}", "value": text}
     )
     patch = (*head, *bw_ops, *ops)
-    return MutationResult(Outcome.PATCHED, patch, tuple(warnings), annotation, workload)
+    outcome = Outcome.COLD_START if cold and not used else Outcome.PATCHED
+    return MutationResult(outcome, patch, tuple(warnings), annotation, workload)
 
 
 def _pod_limit_problem(containers: list[Amounts], pod: ResourceLimits) -> str | None:

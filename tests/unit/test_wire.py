@@ -12,7 +12,7 @@ import math
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import pytest
@@ -34,6 +34,7 @@ from presize.model import (
 )
 from presize.wire import (
     Diagnostics,
+    PolicyBounds,
     ProcessSample,
     Report,
     Snapshot,
@@ -78,6 +79,14 @@ RECOMMENDATION = Recommendation(
 SNAPSHOT = Snapshot(
     generation=9, generated_at=1_700_000_100.0, recommendations=(RECOMMENDATION,),
     namespace_modes=(("shop", Mode.AUTO), ("batch", Mode.OFF)),
+    policy_bounds=(
+        PolicyBounds(namespace="shop", cpu_min=0.05, memory_max=math.inf),
+        PolicyBounds(namespace="shop", container="app", cpu_max=2.0, memory_min=6.4e7),
+    ),
+)  # fmt: skip
+SNAPSHOT_WITHOUT_BOUNDS = Snapshot(
+    generation=9, generated_at=1_700_000_100.0, recommendations=(RECOMMENDATION,),
+    namespace_modes=(("shop", Mode.AUTO),),
 )  # fmt: skip
 
 # ------------------------------------------------------------------------------ round-trips
@@ -91,6 +100,33 @@ def test_snapshot_round_trips_exactly_as_msgpack_and_as_json() -> None:
     assert decode_snapshot(encode_snapshot(SNAPSHOT), max_bytes=CAP) == SNAPSHOT
     assert decode_snapshot_json(encode_snapshot_json(SNAPSHOT), max_bytes=CAP) == SNAPSHOT
     assert snapshot_from_json_dict(snapshot_to_json_dict(SNAPSHOT)) == SNAPSHOT
+
+
+def test_snapshot_without_policy_bounds_round_trips_and_omits_the_key() -> None:
+    payload = encode_snapshot(SNAPSHOT_WITHOUT_BOUNDS)
+    assert "policy_bounds" not in _tree(payload)
+    assert "policy_bounds" not in snapshot_to_json_dict(SNAPSHOT_WITHOUT_BOUNDS)
+    assert decode_snapshot(payload, max_bytes=CAP) == SNAPSHOT_WITHOUT_BOUNDS
+    json_payload = encode_snapshot_json(SNAPSHOT_WITHOUT_BOUNDS)
+    assert decode_snapshot_json(json_payload, max_bytes=CAP) == SNAPSHOT_WITHOUT_BOUNDS
+
+
+def test_a_snapshot_from_before_policy_bounds_decodes_with_none() -> None:
+    tree = _tree(encode_snapshot(SNAPSHOT))
+    del tree["policy_bounds"]
+    decoded = decode_snapshot(_pack(tree), max_bytes=CAP)
+    assert decoded.policy_bounds == ()
+    assert decoded.recommendations == SNAPSHOT.recommendations
+
+
+def test_policy_bounds_travel_with_their_infinities_and_nones() -> None:
+    data = snapshot_to_json_dict(SNAPSHOT)
+    bounds = cast(list[dict[str, Any]], data["policy_bounds"])
+    assert bounds[0] == {
+        "namespace": "shop", "container": None, "cpu_min": 0.05, "cpu_max": None,
+        "memory_min": None, "memory_max": "Infinity",
+    }  # fmt: skip
+    assert bounds[1]["container"] == "app"
 
 
 def test_snapshot_json_is_standard_json_with_infinity_as_a_string() -> None:
@@ -270,6 +306,13 @@ SNAPSHOT_MUTATIONS = [
     (_delete(("recommendations", 0, "memory", "lower")), "memory: missing"),
     (_set(("namespace_modes",), [["shop", "sometimes"]]), "not a known Mode"),
     (_set(("namespace_modes",), [["shop"]]), "expected 2 elements"),
+    (_set(("policy_bounds",), {}), "snapshot.policy_bounds: expected an array"),
+    (_set(("policy_bounds", 0, "cpu_min"), "50m"), "policy_bounds\\[0\\].cpu_min"),
+    (_set(("policy_bounds", 1, "container"), 3), "policy_bounds\\[1\\].container"),
+    (_set(("policy_bounds", 0, "namespace"), None), "policy_bounds\\[0\\].namespace"),
+    (_delete(("policy_bounds", 0, "memory_max")), "missing fields \\['memory_max'\\]"),
+    (_set(("policy_bounds", 0, "zzz"), 1), "unexpected fields \\['zzz'\\]"),
+    (_delete(("generation",)), "missing fields \\['generation'\\]"),
 ]
 
 
@@ -393,9 +436,15 @@ recommendations = st.builds(
     confidence=numbers, generation=counts, mem_peak=numbers,
     net_egress_bps=optional_numbers, net_ingress_bps=optional_numbers,
 )  # fmt: skip
+policy_bounds = st.builds(
+    PolicyBounds,
+    namespace=texts, container=st.none() | texts, cpu_min=optional_numbers,
+    cpu_max=optional_numbers, memory_min=optional_numbers, memory_max=optional_numbers,
+)  # fmt: skip
 snapshots = st.builds(
     Snapshot,
     generation=counts, generated_at=numbers,
+    policy_bounds=st.lists(policy_bounds, max_size=3).map(tuple),
     recommendations=st.lists(recommendations, max_size=3).map(tuple),
     namespace_modes=st.lists(st.tuples(texts, st.sampled_from(Mode)), max_size=3).map(tuple),
 )  # fmt: skip

@@ -28,6 +28,7 @@ from webhook_builders import (
 
 from presize.model import Bounds, Mode, OwnerKind, WorkloadKey
 from presize.units import MIB, parse_cpu
+from presize.wire import PolicyBounds
 from webhook.mutate import APPLIED_ANNOTATION, MutateSettings, Outcome, mutate
 from webhook.namespaces import NamespaceInfo, ResourceLimits
 from webhook.sizing import LimitPolicy
@@ -485,3 +486,114 @@ def test_bandwidth_annotations_when_asked(
 def test_no_bandwidth_annotations_by_default() -> None:
     _, patched = run(pod(), rec(egress=10e6, ingress=1.5e6))
     assert set(patched["metadata"]["annotations"]) == {APPLIED_ANNOTATION}
+
+
+# ---------------------------------------------------------------- PresizePolicy bounds (snapshot)
+
+
+def test_snapshot_policy_bounds_replace_the_flag_bounds_for_their_namespace() -> None:
+    settings = MutateSettings(bounds=ResourceLimits(cpu=Bounds(maximum=0.2)))
+    bounds = (PolicyBounds(namespace=NS, cpu_max=1.0, memory_min=512 * MIB),)
+    _, patched = run(pod(), rec(cpu=0.25), settings=settings, bounds=bounds)
+    # the policy's cpu max (1 core) replaces the flag's 200m; its memory min lifts 300Mi
+    assert res_of(patched)["requests"] == {"cpu": "250m", "memory": "512Mi"}
+
+
+def test_flag_bounds_remain_the_fallback_for_values_the_policy_leaves_unset() -> None:
+    settings = MutateSettings(bounds=ResourceLimits(cpu=Bounds(maximum=0.2)))
+    bounds = (PolicyBounds(namespace=NS, memory_max=256 * MIB),)
+    _, patched = run(pod(), rec(cpu=0.25), settings=settings, bounds=bounds)
+    assert res_of(patched)["requests"] == {"cpu": "200m", "memory": "256Mi"}
+
+
+def test_snapshot_policy_bounds_of_another_namespace_do_not_apply() -> None:
+    bounds = (PolicyBounds(namespace="other", cpu_max=0.05),)
+    _, patched = run(pod(), rec(cpu=0.25), bounds=bounds)
+    assert res_of(patched)["requests"]["cpu"] == "250m"
+
+
+def test_container_policy_bounds_win_over_the_namespace_wide_entry() -> None:
+    bounds = (
+        PolicyBounds(namespace=NS, cpu_max=0.1),
+        PolicyBounds(namespace=NS, container="side", cpu_max=0.4),
+    )
+    p = pod(
+        container("app", resources("100m", "128Mi")), container("side", resources("100m", "128Mi"))
+    )
+    _, patched = run(p, rec("app", cpu=0.3), rec("side", cpu=0.3), bounds=bounds)
+    assert res_of(patched, 0)["requests"]["cpu"] == "100m"
+    assert res_of(patched, 1)["requests"]["cpu"] == "300m"
+
+
+def test_limit_ranges_still_tighten_snapshot_policy_bounds() -> None:
+    ns = NamespaceInfo(name=NS, enabled=True, container=ResourceLimits(cpu=Bounds(maximum=0.15)))
+    bounds = (PolicyBounds(namespace=NS, cpu_max=1.0),)
+    _, patched = run(pod(), rec(cpu=0.25), ns=ns, bounds=bounds)
+    assert res_of(patched)["requests"]["cpu"] == "150m"
+
+
+# ---------------------------------------------------------------- cold-start default
+
+COLD = MutateSettings(cold_start_cpu=0.1, cold_start_memory=128 * MIB)
+OTHER = WorkloadKey(NS, OwnerKind.DEPLOYMENT, "someone-else")
+
+
+def test_cold_start_is_off_by_default() -> None:
+    p = pod(container("app", resources(mem_req="64Mi")), container("new"))
+    result, _ = run(p, rec(workload=OTHER))
+    assert result.outcome is Outcome.NO_PROFILE
+    assert not result.patch
+
+
+def test_cold_start_default_fills_a_container_without_requests() -> None:
+    p = pod(container("app", resources(mem_req="64Mi")), container("new"))
+    result, patched = run(p, rec(workload=OTHER), settings=COLD)
+    assert result.outcome is Outcome.COLD_START
+    assert res_of(patched, 0) == resources(mem_req="64Mi")  # it has requests: untouched
+    assert res_of(patched, 1) == {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    assert qos_of(patched) is qos_of(p)
+    applied = json.loads(patched["metadata"]["annotations"][APPLIED_ANNOTATION])
+    assert applied["workload"] == "shop/Deployment/web"
+    assert applied["containers"] == {
+        "new": {
+            "generation": 0, "confidence": 0, "cold_start": True,
+            "requests": {"cpu": [None, "100m"], "memory": [None, "128Mi"]},
+        }
+    }  # fmt: skip
+    assert any("cold-start default" in w and "new" in w for w in result.warnings)
+
+
+def test_cold_start_never_touches_a_best_effort_pod() -> None:
+    p = pod(container("app"), container("side"))
+    result, patched = run(p, rec(workload=OTHER), settings=COLD)
+    assert result.outcome is Outcome.BEST_EFFORT
+    assert patched == p
+
+
+def test_cold_start_leaves_containers_with_limits_alone() -> None:
+    # limits only: the API server copies them into requests (Guaranteed); a default would break it
+    p = pod(container("app", resources(cpu_lim="1", mem_lim="1Gi")))
+    result, _ = run(p, rec(workload=OTHER), settings=COLD)
+    assert result.outcome is Outcome.NO_PROFILE
+    assert not result.patch
+
+
+def test_cold_start_only_sets_the_configured_resource_and_respects_bounds() -> None:
+    settings = MutateSettings(
+        cold_start_memory=8 * MIB, bounds=ResourceLimits(memory=Bounds(minimum=32 * MIB))
+    )
+    p = pod(container("app", resources("100m")), container("new"))
+    _, patched = run(p, rec(workload=OTHER), settings=settings)
+    assert res_of(patched, 1) == {"requests": {"memory": "32Mi"}}
+
+
+def test_cold_start_sizes_a_new_container_of_a_profiled_workload() -> None:
+    p = pod(container("app", resources("100m", "128Mi")), container("new"))
+    result, patched = run(p, rec("app"), settings=COLD)
+    assert result.outcome is Outcome.PATCHED
+    assert res_of(patched, 0)["requests"] == {"cpu": "250m", "memory": "300Mi"}
+    assert res_of(patched, 1) == {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    applied = json.loads(patched["metadata"]["annotations"][APPLIED_ANNOTATION])
+    assert applied["containers"]["app"]["confidence"] == 0.83
+    assert applied["containers"]["new"]["confidence"] == 0
+    assert any("cold-start default applied" in w for w in result.warnings)

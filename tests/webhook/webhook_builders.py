@@ -16,7 +16,7 @@ from presize.model import (
     WorkloadKey,
 )
 from presize.units import MIB, parse_bytes, parse_cpu
-from presize.wire import Snapshot
+from presize.wire import PolicyBounds, Snapshot
 from webhook.index import SnapshotIndex
 from webhook.metrics import WebhookMetrics
 from webhook.mutate import MutateSettings
@@ -115,12 +115,14 @@ def snapshot(
     generation: int = 42,
     generated_at: float = NOW - 60,
     modes: tuple[tuple[str, Mode], ...] = (),
+    bounds: tuple[PolicyBounds, ...] = (),
 ) -> Snapshot:
     return Snapshot(
         generation=generation,
         generated_at=generated_at,
         recommendations=recs if recs else (rec(),),
         namespace_modes=modes,
+        policy_bounds=bounds,
     )
 
 
