@@ -17,19 +17,19 @@ import contextlib
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from cluster_helpers import free_port, wait_for
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -44,25 +44,10 @@ SUFFIX = uuid.uuid4().hex[:6]
 RELEASE = f"presize-{SUFFIX}"  # contains "presize": object names are "<release>-<component>"
 NAMESPACE = f"presize-sys-{SUFFIX}"
 CRDS = ("workloadprofiles.presize.io", "presizepolicies.presize.io")
-T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            last = probe()
-            if last:
-                return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

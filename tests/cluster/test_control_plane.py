@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from cluster_helpers import wait_for
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -23,19 +22,8 @@ from hack.cluster.localcluster import KWOK_NODE_LABEL, LOOPBACK, LocalCluster, r
 
 pytestmark = pytest.mark.cluster
 
-T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def test_apiserver_reports_pinned_version(local_cluster: LocalCluster, kube: Any) -> None:
@@ -143,7 +131,7 @@ def test_deployment_is_scheduled_and_running_on_kwok_nodes(kube: Any, namespace:
         status = apps.read_namespaced_deployment_status("web", namespace).status
         return status.available_replicas if status.available_replicas == 3 else None
 
-    wait_for("3 available replicas", available)
+    wait_for("3 available replicas", available, ignore_errors=False)
     pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
     kwok_nodes = {
         n.metadata.name for n in core.list_node(label_selector="=".join(KWOK_NODE_LABEL)).items
@@ -206,7 +194,7 @@ def test_rbac_denies_service_account_without_roles(
                 return False
             return True
 
-        wait_for("the RoleBinding to take effect", allowed, timeout=30)
+        wait_for("the RoleBinding to take effect", allowed, timeout=30, ignore_errors=False)
         with pytest.raises(ApiException) as still_denied:
             nobody.list_namespaced_config_map(namespace)
         assert still_denied.value.status == 403
@@ -256,7 +244,7 @@ def test_in_place_resize_through_pods_resize_subresource(kube: Any, namespace: s
         pod = core.read_namespaced_pod("resizable", namespace)
         return pod if pod.status.phase == "Running" else None
 
-    before = wait_for("the pod to run", running)
+    before = wait_for("the pod to run", running, ignore_errors=False)
     generation = before.metadata.generation
 
     # A plain pod patch may not touch resources: resizes must go through pods/resize.
@@ -287,7 +275,7 @@ def test_in_place_resize_through_pods_resize_subresource(kube: Any, namespace: s
             return pod
         return None
 
-    pod = wait_for("the resize to be reported in status", actuated, timeout=30)
+    pod = wait_for("the resize to be reported in status", actuated, timeout=30, ignore_errors=False)
     assert pod.status.container_statuses[0].ready is True
     assert pod.status.container_statuses[0].restart_count == 0
 

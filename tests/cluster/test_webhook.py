@@ -29,12 +29,13 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from cluster_helpers import wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -53,22 +54,11 @@ from presize.wire import Snapshot, encode_snapshot_json
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 SUFFIX = uuid.uuid4().hex[:6]
 NS_ON, NS_LR, NS_OFF = f"wh-on-{SUFFIX}", f"wh-lr-{SUFFIX}", f"wh-off-{SUFFIX}"
 MWC = f"presize-test-{SUFFIX}"
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            last = probe()
-            if last:
-                return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def _rec(ns: str, kind: OwnerKind, name: str, cpu: float, memory: float) -> Recommendation:
