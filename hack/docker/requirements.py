@@ -3,9 +3,10 @@
     python3 hack/docker/requirements.py --extra webhook --exclude numpy
 
 The core dependencies plus those of the named extras, minus the excluded distributions. The
-webhook image uses ``--exclude numpy``: the webhook imports no forecaster (DESIGN.md, rule 5),
-but numpy is a core dependency of the ``presize`` distribution, so ``pip install .[webhook]``
-alone would bring it in. The image then installs presize itself with ``--no-deps``.
+webhook image passes ``--exclude numpy`` as a guard: the webhook imports no forecaster
+(DESIGN.md, rule 5), and numpy comes only with the forecasting extras, so nothing should need
+excluding; if an extra ever pulls numpy back in, the image still stays without it. The image
+then installs presize itself with ``--no-deps``.
 Stdlib only (runs in the bare base image before anything is installed).
 """
 
