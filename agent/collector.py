@@ -15,6 +15,14 @@ decide the fate of the others):
 Limits and the lifetime memory peak are reread every ``limits_s`` rather than every tick: limits
 change only on a resize and the peak is a high-water mark, and the three or four extra files
 per container would be a third of the agent's cost.
+
+The slow counters are read on their own cadences too: PSI every ``psi_s`` (three files per
+container) and the OOM-kill count every ``oom_s`` (one file). The tracker keeps their last
+values as baselines, so OOM kills and stall totals stay exact over any window (a gap's kills
+land on the tick that reads the counter again, within ``oom_s``, well inside the urgent
+watcher's 10 s step), and a PSI share is taken over the time since the previous PSI read.
+Each container gets its own phase, so the slow reads are spread evenly over the ticks; a
+container's first read is always whole.
 """
 
 from __future__ import annotations
@@ -39,17 +47,23 @@ log = logging.getLogger(__name__)
 class CollectorSettings:
     """``hz``: reads per second; ``window_s``: summary lengths kept (the longest sizes the
     buffers); ``rescan_s``: how often the cgroup tree is walked for new containers;
-    ``limits_s``: how often limits are reread; ``base``: subtree to discover under."""
+    ``limits_s``: how often limits are reread; ``psi_s``/``oom_s``: how often the PSI totals
+    and the OOM-kill count are read (rounded to whole ticks, at least every tick);
+    ``base``: subtree to discover under."""
 
     hz: float = 1.0
     window_s: tuple[float, ...] = (10.0, 60.0)
     rescan_s: float = 10.0
     limits_s: float = 10.0
+    psi_s: float = 5.0
+    oom_s: float = 2.0
     base: str = ""
 
     def __post_init__(self) -> None:
-        if self.hz <= 0 or self.rescan_s <= 0 or self.limits_s <= 0:
-            raise SettingsError("CollectorSettings: hz, rescan_s and limits_s must be > 0")
+        if min(self.hz, self.rescan_s, self.limits_s, self.psi_s, self.oom_s) <= 0:
+            raise SettingsError(
+                "CollectorSettings: hz, rescan_s, limits_s, psi_s and oom_s must be > 0"
+            )
         if not self.window_s or min(self.window_s) <= 0:
             raise SettingsError("CollectorSettings.window_s: expected positive lengths")
 
@@ -62,6 +76,8 @@ class _Tracked:
     limits: Limits | None = None
     peak: int | None = None
     limits_at: float = float("-inf")
+    phase: int = 0
+    primed: bool = False
 
 
 @dataclass(slots=True)
@@ -104,6 +120,9 @@ class Collector:
         self._capacity = capacity_for(max(self.s.window_s), self.s.hz)
         self._tracked: dict[str, _Tracked] = {}
         self._scanned_at = float("-inf")
+        self._psi_every = max(1, round(self.s.psi_s * self.s.hz))
+        self._oom_every = max(1, round(self.s.oom_s * self.s.hz))
+        self._added = 0
         self.stats = CollectorStats()
 
     @property
@@ -117,7 +136,10 @@ class Collector:
             self._drop(path)
         for path, cgroup in found.items():
             if path not in self._tracked:
-                self._tracked[path] = _Tracked(cgroup=cgroup, window=RateWindow(self._capacity))
+                self._tracked[path] = _Tracked(
+                    cgroup=cgroup, window=RateWindow(self._capacity), phase=self._added
+                )
+                self._added += 1
         self._scanned_at = self.clock()
         self.stats.scans += 1
 
@@ -126,12 +148,19 @@ class Collector:
         if self.clock() - self._scanned_at >= self.s.rescan_s:
             self.rescan()
         self.stats.ticks += 1
+        tick = self.stats.ticks
         for path, tracked in list(self._tracked.items()):
-            self._read_one(path, tracked)
+            self._read_one(path, tracked, tick)
 
-    def _read_one(self, path: str, tracked: _Tracked) -> None:
+    def _read_one(self, path: str, tracked: _Tracked, tick: int) -> None:
         try:
-            sample = self.reader.read(path)
+            if tracked.primed:
+                at = tick + tracked.phase
+                sample = self.reader.read(
+                    path, psi=at % self._psi_every == 0, oom=at % self._oom_every == 0
+                )
+            else:
+                sample = self.reader.read(path)
             now = self.clock()
             if sample is not None and now - tracked.limits_at >= self.s.limits_s:
                 tracked.limits = self.reader.read_limits(path) or tracked.limits
@@ -146,6 +175,7 @@ class Collector:
             self._drop(path)
             return
         self.stats.reads += 1
+        tracked.primed = True
         rates = tracked.tracker.update(sample, now)
         if rates is not None:
             tracked.window.push(rates)

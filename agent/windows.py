@@ -14,6 +14,8 @@ How each figure is formed (so that windows of any length stay comparable):
 * The throttled fraction is throttled CFS periods over elapsed periods within the window (a
   ratio of sums, not a mean of ratios, so idle seconds with no periods weigh nothing).
 * PSI is total stall over covered time; OOM kills and I/O bytes are totals over the window.
+  PSI is read every few seconds, not every second: a reading covers ``psi_elapsed`` seconds
+  (which may begin a little before the window) and weighs by that time.
 * Memory is the working set: mean and max of the per-second readings.
 """
 
@@ -49,6 +51,10 @@ def _weighted_share(values: Sequence[tuple[float | None, float]]) -> float:
             total += value * elapsed
             seconds += elapsed
     return total / seconds if seconds > 0 else 0.0
+
+
+def _psi_s(r: Rates) -> float:
+    return r.elapsed if r.psi_elapsed is None else r.psi_elapsed
 
 
 def summarize(
@@ -89,9 +95,9 @@ def summarize(
         mem_max=max(mem) if mem else 0.0,
         oom_kills=sum(r.oom_kills for r in rates),
         pressure=Pressure(
-            cpu=_weighted_share([(r.psi_cpu, r.elapsed) for r in rates]),
-            memory=_weighted_share([(r.psi_memory, r.elapsed) for r in rates]),
-            io=_weighted_share([(r.psi_io, r.elapsed) for r in rates]),
+            cpu=_weighted_share([(r.psi_cpu, _psi_s(r)) for r in rates]),
+            memory=_weighted_share([(r.psi_memory, _psi_s(r)) for r in rates]),
+            io=_weighted_share([(r.psi_io, _psi_s(r)) for r in rates]),
         ),
         io_read_bytes=sum(r.io_read_bytes for r in rates),
         io_write_bytes=sum(r.io_write_bytes for r in rates),

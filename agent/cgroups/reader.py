@@ -46,8 +46,11 @@ class CgroupReader(Protocol):
 
     version: int
 
-    def read(self, path: str) -> CgroupSample | None:
-        """The container at cgroup ``path`` (e.g. ``/kubepods/pod…/…``); ``None`` if gone."""
+    def read(self, path: str, *, psi: bool = True, oom: bool = True) -> CgroupSample | None:
+        """The container at cgroup ``path`` (e.g. ``/kubepods/pod…/…``); ``None`` if gone.
+
+        ``psi=False`` / ``oom=False`` skip the PSI and OOM-kill files (slow counters the
+        collector reads every few ticks): the sample then has no PSI totals / ``oom_kills``."""
         ...
 
     def read_limits(self, path: str) -> Limits | None:
@@ -155,14 +158,14 @@ class V2Reader:
         self.root = root.rstrip("/")
         self.files = files or OpenFiles()
 
-    def read(self, path: str) -> CgroupSample | None:
+    def read(self, path: str, *, psi: bool = True, oom: bool = True) -> CgroupSample | None:
         folder = _folder(self.root, path)
         read = self.files.read
         cpu_text = read(folder, "cpu.stat")
         if cpu_text is None:
             return None
         cpu = parse.parse_cpu_stat_v2(cpu_text)
-        events = read(folder, "memory.events")
+        events = read(folder, "memory.events") if oom else None
         io_text = read(folder, "io.stat")
         return CgroupSample(
             cpu.usage_ns,
@@ -170,7 +173,7 @@ class V2Reader:
             self._memory(folder),
             None if events is None else parse.parse_memory_events(events).oom_kill,
             None if io_text is None else parse.parse_io_stat(io_text),
-            _psi(self.files, folder),
+            _psi(self.files, folder) if psi else _NO_PSI,
         )
 
     def _memory(self, folder: str) -> MemorySample | None:
@@ -259,20 +262,20 @@ class V1Reader:
             )
         return folders
 
-    def read(self, path: str) -> CgroupSample | None:
+    def read(self, path: str, *, psi: bool = True, oom: bool = True) -> CgroupSample | None:
         f, read = self._folders(path), self.files.read
         usage = read(f.cpuacct, "cpuacct.usage")
         if usage is None:
             return None
         cpu_stat = read(f.cpu, "cpu.stat")
-        oom = None if f.memory is None else read(f.memory, "memory.oom_control")
+        oom_text = None if f.memory is None or not oom else read(f.memory, "memory.oom_control")
         return CgroupSample(
             parse.parse_single_int(usage, "cpuacct.usage"),
             _NO_THROTTLING if cpu_stat is None else parse.parse_cpu_stat_v1(cpu_stat),
             None if f.memory is None else self._memory(f.memory),
-            None if oom is None else parse.parse_oom_control(oom).oom_kill,
+            None if oom_text is None else parse.parse_oom_control(oom_text).oom_kill,
             None if f.blkio is None else self._io(f.blkio),
-            _NO_PSI if f.unified is None else _psi(self.files, f.unified),
+            _NO_PSI if f.unified is None or not psi else _psi(self.files, f.unified),
         )
 
     def _memory(self, folder: str) -> MemorySample | None:

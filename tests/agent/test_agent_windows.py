@@ -111,3 +111,14 @@ def test_window_ignores_rates_stamped_after_now() -> None:
 def test_window_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         RateWindow(0)
+
+
+def test_summary_weighs_a_psi_reading_by_the_time_it_covers() -> None:
+    rates = [
+        rate(1.0, 0.1, psi_cpu=None, psi_elapsed=0.0),
+        rate(2.0, 0.1, psi_cpu=0.5, psi_elapsed=4.0),  # 2 s of stall over 4 s
+        rate(3.0, 0.1, psi_cpu=0.0),  # 0 s over its own 1 s
+    ]
+    w = summarize(rates, pod=POD, container="app")
+    assert w is not None
+    assert w.pressure.cpu == pytest.approx(2.0 / 5.0)

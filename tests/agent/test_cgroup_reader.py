@@ -125,3 +125,19 @@ def test_read_text_of_a_large_file_reads_it_whole(tmp_path: Path) -> None:
     big.write_text(text)
     assert read_text(str(big)) == text
     assert read_text(str(tmp_path / "missing")) is None
+
+
+def test_a_read_can_skip_the_slow_counters() -> None:
+    for reader, path in (
+        (open_reader(str(TREES / "v2-systemd")), CONTAINER_A),
+        (open_reader(str(TREES / "v1-cgroupfs")), V1_CONTAINER),
+    ):
+        full = reader.read(path)
+        fast = reader.read(path, psi=False, oom=False)
+        assert full is not None
+        assert fast is not None
+        assert full.oom_kills is not None
+        assert full.psi != PsiTotals()
+        assert fast.oom_kills is None
+        assert fast.psi == PsiTotals()
+        assert fast._replace(oom_kills=full.oom_kills, psi=full.psi) == full

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
 import pytest
 
 from agent.cgroups.reader import V2Reader
+from agent.cgroups.sample import CgroupSample
 from agent.collector import Collector, CollectorSettings
 from agent.discovery import PodInfo, StaticPods
 from presize.errors import SettingsError
@@ -143,3 +145,45 @@ def test_counter_reset_is_reported(tree: Path) -> None:
 def test_settings_are_checked(kw: dict[str, object]) -> None:
     with pytest.raises(SettingsError):
         CollectorSettings(**kw)  # type: ignore[arg-type]
+
+
+class Recording(V2Reader):
+    """A reader that records which slow counters each read asked for."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.asked: list[tuple[str, bool, bool]] = []
+
+    def read(self, path: str, *, psi: bool = True, oom: bool = True) -> CgroupSample | None:
+        self.asked.append((path, psi, oom))
+        return super().read(path, psi=psi, oom=oom)
+
+
+def test_slow_counters_are_read_on_their_cadence_with_phases_spread(tree: Path) -> None:
+    clock = FakeClock()
+    reader = Recording(str(tree))
+    collector = Collector(
+        reader,
+        scan_root=str(tree),
+        clock=clock,
+        settings=CollectorSettings(psi_s=5.0, oom_s=2.0, rescan_s=1e9),
+    )
+    for _ in range(11):
+        collector.tick()
+        clock.now += 1.0
+    paths = {p for p, _, _ in reader.asked}
+    assert len(paths) == 4
+    for path in paths:
+        asked = [(psi, oom) for p, psi, oom in reader.asked if p == path]
+        assert asked[0] == (True, True)  # the first read is whole
+        psi_ticks = [i for i, (psi, _) in enumerate(asked[1:], 1) if psi]
+        oom_ticks = [i for i, (_, oom) in enumerate(asked[1:], 1) if oom]
+        assert len(psi_ticks) == 2
+        assert psi_ticks[1] - psi_ticks[0] == 5
+        assert len(oom_ticks) == 5
+        assert {b - a for a, b in itertools.pairwise(oom_ticks)} == {2}
+    # Containers do not all read PSI on the same tick.
+    first_psi = {next(i for i, (p, psi, _) in enumerate(reader.asked[4:]) if p == path and psi)
+                 // 4 for path in paths}  # fmt: skip
+    assert len(first_psi) > 1
+    assert collector.stats.read_errors == 0

@@ -111,3 +111,55 @@ def test_psi_share_is_capped_at_the_whole_interval() -> None:
     rates = rates_between(sample(0, psi_us=0), sample(0, psi_us=3_000_000), elapsed=1.0, time=1)
     assert rates is not None
     assert rates.psi_cpu == 1.0
+
+
+def slow_skipped(cpu_s: float) -> CgroupSample:
+    """A read that skipped the slow counters (PSI and the OOM count)."""
+    return sample(cpu_s, oom=None, psi_us=None)
+
+
+def test_oom_kills_of_skipped_ticks_land_on_the_tick_that_reads_the_counter() -> None:
+    tracker = CounterTracker()
+    tracker.update(sample(0.0, oom=1), now=0.0)
+    skipped = tracker.update(slow_skipped(1.0), now=1.0)
+    assert skipped is not None
+    assert skipped.oom_kills == 0
+    read = tracker.update(sample(2.0, oom=3), now=2.0)
+    assert read is not None
+    assert read.oom_kills == 2  # both kills, counted once
+    assert read.cpu_cores == pytest.approx(1.0)  # the fast counters kept their own baseline
+    assert tracker.resets == 0
+
+
+def test_an_oom_count_that_went_back_across_skipped_ticks_is_a_reset() -> None:
+    tracker = CounterTracker()
+    tracker.update(sample(0.0, oom=5), now=0.0)
+    tracker.update(slow_skipped(1.0), now=1.0)
+    assert tracker.update(sample(2.0, oom=0), now=2.0) is None
+    assert tracker.resets == 1
+
+
+def test_psi_share_is_taken_over_the_time_since_the_previous_psi_read() -> None:
+    tracker = CounterTracker()
+    tracker.update(sample(0.0, psi_us=0), now=0.0)
+    for t in (1.0, 2.0, 3.0, 4.0):
+        between = tracker.update(slow_skipped(t), now=t)
+        assert between is not None
+        assert between.psi_cpu is None
+    # 1 s of stall in the 5 s since the last PSI read: 20 %, not 100 % of the last second.
+    read = tracker.update(sample(5.0, psi_us=1_000_000), now=5.0)
+    assert read is not None
+    assert read.psi_cpu == pytest.approx(0.2)
+    assert read.psi_elapsed == pytest.approx(5.0)
+    assert read.elapsed == pytest.approx(1.0)
+
+
+def test_a_first_read_without_psi_gives_no_share_until_two_psi_reads() -> None:
+    tracker = CounterTracker()
+    tracker.update(slow_skipped(0.0), now=0.0)
+    first = tracker.update(sample(1.0, psi_us=500_000), now=1.0)
+    assert first is not None
+    assert first.psi_cpu is None
+    second = tracker.update(sample(2.0, psi_us=750_000), now=2.0)
+    assert second is not None
+    assert second.psi_cpu == pytest.approx(0.25)
