@@ -35,8 +35,10 @@ from agent.cgroups.reader import CgroupReader
 from agent.cgroups.sample import Limits
 from agent.discovery import ContainerCgroup, PodDirectory, StaticPods, identify, scan
 from agent.errors import AgentError
+from agent.logs import LogCounter
+from agent.netdev import NetCounters, NetMeter
 from agent.sampler import CounterTracker, Rates
-from agent.windows import RateWindow, capacity_for
+from agent.windows import RateWindow, TimedSums, capacity_for
 from presize.errors import SettingsError
 from presize.model import PodRef, UsageWindow
 
@@ -49,6 +51,7 @@ class CollectorSettings:
     buffers); ``rescan_s``: how often the cgroup tree is walked for new containers;
     ``limits_s``: how often limits are reread; ``psi_s``/``oom_s``: how often the PSI totals
     and the OOM-kill count are read (rounded to whole ticks, at least every tick);
+    ``logs_s``/``net_s``: how often container logs and pods' network counters are read;
     ``base``: subtree to discover under."""
 
     hz: float = 1.0
@@ -57,12 +60,16 @@ class CollectorSettings:
     limits_s: float = 10.0
     psi_s: float = 5.0
     oom_s: float = 2.0
+    logs_s: float = 5.0
+    net_s: float = 5.0
     base: str = ""
 
     def __post_init__(self) -> None:
-        if min(self.hz, self.rescan_s, self.limits_s, self.psi_s, self.oom_s) <= 0:
+        periods = (self.rescan_s, self.limits_s, self.psi_s, self.oom_s, self.logs_s, self.net_s)
+        if min(self.hz, *periods) <= 0:
             raise SettingsError(
-                "CollectorSettings: hz, rescan_s, limits_s, psi_s and oom_s must be > 0"
+                "CollectorSettings: hz, rescan_s, limits_s, psi_s, oom_s, logs_s and net_s "
+                "must be > 0"
             )
         if not self.window_s or min(self.window_s) <= 0:
             raise SettingsError("CollectorSettings.window_s: expected positive lengths")
@@ -89,6 +96,8 @@ class CollectorStats:
     gone: int = 0
     read_errors: int = 0
     scans: int = 0
+    net_reads: int = 0
+    net_resets: int = 0
 
 
 Discover = Callable[[str, str], list[ContainerCgroup]]
@@ -110,12 +119,14 @@ class Collector:
         settings: CollectorSettings | None = None,
         directory: PodDirectory | None = None,
         discover: Discover = _scan,
+        logs: LogCounter | None = None,
+        net: NetMeter | None = None,
     ) -> None:
         self.reader = reader
         self.scan_root = scan_root
         self.clock = clock
         self.s = settings or CollectorSettings()
-        self.directory = directory or StaticPods()
+        self.directory = directory if directory is not None else StaticPods()
         self._discover = discover
         self._capacity = capacity_for(max(self.s.window_s), self.s.hz)
         self._tracked: dict[str, _Tracked] = {}
@@ -124,6 +135,12 @@ class Collector:
         self._oom_every = max(1, round(self.s.oom_s * self.s.hz))
         self._added = 0
         self.stats = CollectorStats()
+        self.logs = logs
+        self.net = net
+        self._logs_at = self._net_at = float("-inf")
+        self._net_prev: dict[str, tuple[NetCounters, int]] = {}
+        self._net_sums: dict[str, TimedSums] = {}
+        self._retention_s = max(self.s.window_s) + 2.0 / self.s.hz
 
     @property
     def containers(self) -> list[ContainerCgroup]:
@@ -151,6 +168,76 @@ class Collector:
         tick = self.stats.ticks
         for path, tracked in list(self._tracked.items()):
             self._read_one(path, tracked, tick)
+        now = self.clock()
+        if self.net is not None and now - self._net_at >= self.s.net_s:
+            self._net_at = now
+            self._read_net(self.net, now)
+        if self.logs is not None and now - self._logs_at >= self.s.logs_s:
+            self._logs_at = now
+            self._poll_logs(self.logs, now)
+
+    # ---- slower readers: network namespaces and logs
+
+    @staticmethod
+    def _pod_key(cgroup: ContainerCgroup) -> str:
+        """Containers of one pod share its network namespace; plain Docker ones have their own."""
+        return cgroup.pod_uid or cgroup.path
+
+    def _read_net(self, meter: NetMeter, now: float) -> None:
+        pods: dict[str, list[str]] = {}
+        for path, tracked in self._tracked.items():
+            pods.setdefault(self._pod_key(tracked.cgroup), []).append(path)
+        for key in [k for k in self._net_prev if k not in pods]:
+            del self._net_prev[key]
+            self._net_sums.pop(key, None)
+        for key in [k for k in meter.pods() if k not in pods]:
+            meter.forget(key)
+        for key, paths in pods.items():
+            try:
+                got = meter.read(key, paths)
+            except (AgentError, OSError) as exc:
+                self.stats.read_errors += 1
+                log.warning("network read failed", extra={"pod": key, "error": str(exc)})
+                continue
+            if got is None:
+                continue
+            self.stats.net_reads += 1
+            prev = self._net_prev.get(key)
+            self._net_prev[key] = got
+            if prev is None:
+                continue  # the first read only primes
+            (counters, netns), (before, netns_before) = got, prev
+            if (
+                netns != netns_before
+                or counters.rx_bytes < before.rx_bytes
+                or (counters.tx_bytes < before.tx_bytes)
+            ):
+                self.stats.net_resets += 1  # a new sandbox: start over from here
+                continue
+            sums = self._net_sums.get(key)
+            if sums is None:
+                sums = self._net_sums[key] = TimedSums(self._retention_s)
+            sums.add(
+                now, (counters.rx_bytes - before.rx_bytes, counters.tx_bytes - before.tx_bytes)
+            )
+
+    def _poll_logs(self, logs: LogCounter, now: float) -> None:
+        named = []
+        for path, tracked in self._tracked.items():
+            pod, name = identify(tracked.cgroup, self.directory)
+            if pod.name and name != tracked.cgroup.container_id[:12]:
+                named.append((path, pod, name))
+        logs.poll(now, named)
+
+    def find(self, pod_uid: str, container: str) -> tuple[str, PodRef] | None:
+        """The cgroup path and pod of the container named ``container`` in pod ``pod_uid``
+        (``None`` if not tracked or not named yet)."""
+        for path, tracked in self._tracked.items():
+            if tracked.cgroup.pod_uid == pod_uid:
+                pod, name = identify(tracked.cgroup, self.directory)
+                if name == container:
+                    return path, pod
+        return None
 
     def _read_one(self, path: str, tracked: _Tracked, tick: int) -> None:
         try:
@@ -189,6 +276,8 @@ class Collector:
         out: list[UsageWindow] = []
         for tracked in self._tracked.values():
             pod, name = identify(tracked.cgroup, self.directory)
+            sums = self._net_sums.get(self._pod_key(tracked.cgroup))
+            rx, tx = (0.0, 0.0) if sums is None else sums.total(seconds, now=now, width=2)
             window = tracked.window.summary(
                 seconds,
                 now=now,
@@ -196,6 +285,10 @@ class Collector:
                 container=name,
                 limits=tracked.limits,
                 epoch_offset=epoch_offset,
+                net=(rx, tx),
+                log_matches=()
+                if self.logs is None
+                else self.logs.matches(tracked.cgroup.path, seconds, now=now),
             )
             if window is not None:
                 out.append(window)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from presize.model import PodRef
+from presize.model import PodRef, WorkloadKey
 
 
 class QosClass(StrEnum):
@@ -155,10 +155,12 @@ def scan(root: str, *, base: str = "", max_depth: int = 8) -> list[ContainerCgro
 
 @dataclass(frozen=True, slots=True)
 class PodInfo:
-    """What the API server says about one pod: its reference and container names by ID."""
+    """What the API server says about one pod: its reference, container names by container
+    ID, and the workload at the top of its owner chain (``None``: nothing identifies one)."""
 
     ref: PodRef
     container_names: Mapping[str, str] = field(default_factory=dict)
+    owner: WorkloadKey | None = None
 
 
 class PodDirectory(Protocol):

@@ -5,7 +5,8 @@
     PresizeError                    (presize.errors)
     └── AgentError
         ├── CgroupParseError        a cgroup file whose text is truncated or malformed
-        └── CgroupReadError         a cgroup file that exists but cannot be read
+        ├── CgroupReadError         a cgroup file that exists but cannot be read
+        └── ProcParseError          a /proc file (net/dev) whose text is truncated or malformed
 
 A cgroup that vanished between discovery and reading is *not* an error: containers come and go
 every second on a busy node, so the reader reports it as a normal "gone" outcome. What remains
@@ -27,3 +28,7 @@ class CgroupParseError(AgentError, ValueError):
 
 class CgroupReadError(AgentError):
     """An I/O failure on a cgroup file other than the cgroup having gone."""
+
+
+class ProcParseError(AgentError, ValueError):
+    """A ``/proc`` file's text that does not have the kernel's shape (truncated, garbled)."""

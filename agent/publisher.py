@@ -21,6 +21,12 @@ other 4xx          rejected    the controller will never take this report (malfo
                                large): quarantine it with the reason, go on with the next
 =================  ==========  ==============================================================
 
+A 2xx answer carries a msgpack :class:`~presize.wire.ReportAck`: what the controller asks of
+the agent (diagnostics of flagged containers, I/O limits). The publisher decodes it and hands
+it to ``on_ack`` (the composition root). A 2xx whose body does not decode (an older controller,
+a proxy's empty 200) is still *delivered*: the report is safe on the controller's side, and the
+controller repeats its instructions on every answer, so nothing is lost by skipping one.
+
 The bearer token is a projected ServiceAccount token the kubelet rewrites before it expires;
 :class:`TokenFile` rereads it when the file changes, so a rotation needs no restart.
 """
@@ -32,14 +38,15 @@ import contextlib
 import logging
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import aiohttp
 
 from agent.spool import Pending, Spool
-from presize.errors import SettingsError
-from presize.wire import Report
+from presize.errors import SettingsError, WireError
+from presize.wire import Report, ReportAck, decode_ack
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +126,22 @@ class PublisherStats:
     rejected: int = 0
     auth_failures: int = 0
     consecutive_failures: int = 0
+    acks: int = 0
+    undecodable_acks: int = 0
 
 
 class Publisher:
     """Sends the spool's head until the spool is empty, then waits for :meth:`submit`."""
 
-    def __init__(self, spool: Spool, settings: PublisherSettings) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        settings: PublisherSettings,
+        on_ack: Callable[[ReportAck], None] | None = None,
+    ) -> None:
         self.spool = spool
         self.s = settings
+        self.on_ack = on_ack
         self.stats = PublisherStats()
         self._token = TokenFile(settings.token_path) if settings.token_path else None
         self._wake = asyncio.Event()
@@ -173,10 +188,30 @@ class Publisher:
                 headers=headers,
                 ssl=ssl_ctx if self.s.url.startswith("https://") else False,
             ) as resp:
-                body = (await resp.text(errors="replace"))[:200]
-                return classify(resp.status), f"HTTP {resp.status}: {body}"
+                body = await resp.read()
+                outcome = classify(resp.status)
+                if outcome is Outcome.DELIVERED:
+                    self._acknowledged(body)
+                text = body[:200].decode("utf-8", errors="replace")
+                return outcome, f"HTTP {resp.status}: {text}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Outcome.RETRY, f"{type(exc).__name__}: {exc}"
+
+    def _acknowledged(self, body: bytes) -> None:
+        """Decode a 2xx body and pass it on; an undecodable one is counted, not fatal."""
+        try:
+            ack = decode_ack(body, max_bytes=self.s.max_report_bytes)
+        except WireError as exc:
+            self.stats.undecodable_acks += 1
+            if body:
+                log.warning("controller answer not a ReportAck (%s); report delivered", exc)
+            return
+        self.stats.acks += 1
+        if self.on_ack is not None:
+            try:
+                self.on_ack(ack)
+            except Exception:  # the agent's handler must not undo a delivery
+                log.exception("handling the controller's ack failed")
 
     def _settle(self, pending: Pending, outcome: Outcome, reason: str) -> None:
         if outcome is Outcome.DELIVERED:

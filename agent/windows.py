@@ -64,8 +64,13 @@ def summarize(
     container: str,
     limits: Limits | None = None,
     epoch_offset: float = 0.0,
+    net: tuple[float, float] = (0.0, 0.0),
+    log_matches: tuple[tuple[str, int], ...] = (),
 ) -> UsageWindow | None:
     """One :class:`UsageWindow` over ``rates`` (oldest first); ``None`` if there are none.
+
+    ``net`` (bytes received, sent) and ``log_matches`` come from slower readers (the pod's
+    network namespace, the container's log) and are passed in already summed over the window.
 
     Rates are stamped with a monotonic clock (elapsed times must not jump with NTP); the window
     start is shipped as Unix time, ``epoch_offset`` (wall minus monotonic) away.
@@ -101,6 +106,9 @@ def summarize(
         ),
         io_read_bytes=sum(r.io_read_bytes for r in rates),
         io_write_bytes=sum(r.io_write_bytes for r in rates),
+        net_rx_bytes=net[0],
+        net_tx_bytes=net[1],
+        log_matches=log_matches,
         cpu_limit=None if limits is None else limits.cpu_cores,
         mem_limit=None
         if limits is None or limits.memory_bytes is None
@@ -149,6 +157,8 @@ class RateWindow:
         container: str,
         limits: Limits | None = None,
         epoch_offset: float = 0.0,
+        net: tuple[float, float] = (0.0, 0.0),
+        log_matches: tuple[tuple[str, int], ...] = (),
     ) -> UsageWindow | None:
         """The :class:`UsageWindow` of the last ``seconds`` before ``now`` (``None`` if empty)."""
         return summarize(
@@ -157,9 +167,45 @@ class RateWindow:
             container=container,
             limits=limits,
             epoch_offset=epoch_offset,
+            net=net,
+            log_matches=log_matches,
         )
 
 
 def capacity_for(longest_s: float, hz: float, *, slack: int = 2) -> int:
     """Ring size that holds ``longest_s`` seconds at ``hz`` samples per second, plus slack."""
     return max(1, math.ceil(longest_s * hz)) + slack
+
+
+class TimedSums:
+    """Amounts that happen now and then (log matches, network bytes between two reads),
+    stamped with the time they were seen and summed over any window that ends now.
+
+    Kept apart from :class:`RateWindow` because they are read on slower cadences than the
+    cgroup counters (every few seconds) and need sums, not quantiles. Entries older than
+    ``retention_s`` are dropped as new ones come, so memory stays bounded.
+    """
+
+    __slots__ = ("_entries", "retention_s")
+
+    def __init__(self, retention_s: float) -> None:
+        self.retention_s = retention_s
+        self._entries: deque[tuple[float, tuple[float, ...]]] = deque()
+
+    def add(self, time: float, amounts: tuple[float, ...]) -> None:
+        self._entries.append((time, amounts))
+        horizon = time - self.retention_s
+        while self._entries and self._entries[0][0] <= horizon:
+            self._entries.popleft()
+
+    def total(self, seconds: float, *, now: float, width: int) -> tuple[float, ...]:
+        """Sum of the amounts seen in ``(now - seconds, now]``, ``width`` zeros if none."""
+        since = now - seconds
+        totals = [0.0] * width
+        for t, amounts in reversed(self._entries):
+            if t <= since:
+                break
+            if t <= now:
+                for i, a in enumerate(amounts):
+                    totals[i] += a
+        return tuple(totals)

@@ -110,9 +110,7 @@ class Bench:
             for d in dirs:
                 _limit(d, self.v2)
             env = {**os.environ, "PRESIZE_PROCS": " ".join(str(d / "cgroup.procs") for d in dirs)}
-            self.procs.append(
-                subprocess.Popen(["sh", "-c", JOIN, "sh", "sh", "-c", LOAD], env=env)
-            )
+            self.procs.append(subprocess.Popen(["sh", "-c", JOIN, "sh", "sh", "-c", LOAD], env=env))
 
     def cleanup(self) -> None:
         for proc in self.procs:

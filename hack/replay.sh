@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# presize's main job until the local-cluster demo lands: replay every policy over the real
+# The replay benchmark: replay every sizing policy over the real
 # traces in ../shared/traces (read in place) and write a table, JSON and an HTML report.
 #   bash hack/replay.sh [extra presize replay flags, e.g. --limit 20 or --curve]
 set -euo pipefail

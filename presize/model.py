@@ -67,11 +67,26 @@ class WorkloadClass(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class WorkloadKey:
-    """A workload: the owner at the top of a pod's owner chain."""
+    """A workload: the owner at the top of a pod's owner chain.
+
+    Keys are hashed on every window the controller aggregates, so the hash is computed once
+    (a dataclass would rebuild and hash a tuple of the fields each time).
+    """
 
     namespace: str
     kind: OwnerKind
     name: str
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.namespace, self.kind, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[WorkloadKey], tuple[str, OwnerKind, str]]:
+        # Rebuilt through __init__ when unpickled: string hashes differ between processes.
+        return (WorkloadKey, (self.namespace, self.kind, self.name))
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.kind.value}/{self.name}"
@@ -79,10 +94,21 @@ class WorkloadKey:
 
 @dataclass(frozen=True, slots=True)
 class ContainerKey:
-    """One container name of one workload; profiles are kept at this grain."""
+    """One container name of one workload; profiles are kept at this grain (hash kept, as
+    :class:`WorkloadKey`'s)."""
 
     workload: WorkloadKey
     container: str
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.workload, self.container)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[ContainerKey], tuple[WorkloadKey, str]]:
+        return (ContainerKey, (self.workload, self.container))
 
     def __str__(self) -> str:
         return f"{self.workload}/{self.container}"

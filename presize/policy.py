@@ -5,7 +5,10 @@ The seed rule, generalised. Per resource:
 ==========================  ==========================================================
 predicted upper > alloc     grow at once to ``predicted × buffer``     (predicted-over)
 OOM kill (memory)           grow at once to ≥ ``alloc × oom_bump`` and ≥ the seen peak
-throttling / PSI over SLO   grow CPU at once to ≥ ``alloc × throttle_bump``
+throttling / PSI over SLO   grow CPU at once to ≥ ``alloc × throttle_bump`` (CPU PSI only
+                            while throttled, memory PSI only near the limit: pressure from a
+                            busy node is not cured by a bigger limit)
+latency over its SLO        likewise (the application's own metric, when a policy names one)
 predicted < threshold×alloc shrink to where the prediction is ``scale_down_to`` (90 %) of
                             the allocation, but only after the signal held ``down_stable_s``,
                             not within ``down_cooldown_s`` of a change, never by more than
@@ -50,6 +53,7 @@ class Signals:
     memory_pressure: float = 0.0
     memory_peak: float = 0.0
     leak_suspected: bool = False
+    latency_over_slo: bool = False  # the application's own latency metric breaks its SLO
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +145,21 @@ def decide(
     cpu_urgent: tuple[Reason, float] | None = None
     if signals.throttled_fraction > s.throttle_slo:
         cpu_urgent = (Reason.SLO_THROTTLING, current.cpu * s.throttle_bump)
-    elif signals.cpu_pressure > s.pressure_slo:
+    elif signals.cpu_pressure > s.pressure_slo and signals.throttled_fraction > 0.0:
+        # CPU pressure counts only while the container is held by its own quota: stalls from
+        # a busy node are not cured by a larger limit, and growing on them feeds itself.
         cpu_urgent = (Reason.SLO_PRESSURE, current.cpu * s.throttle_bump)
+    elif signals.latency_over_slo:
+        cpu_urgent = (Reason.SLO_LATENCY, current.cpu * s.throttle_bump)
     mem_urgent: tuple[Reason, float] | None = None
     if signals.oom_kill:
         bump = max(current.memory * s.oom_bump, signals.memory_peak * s.buffer)
         mem_urgent = (Reason.OOM_KILL, bump)
-    elif signals.memory_pressure > s.pressure_slo:
+    elif (
+        signals.memory_pressure > s.pressure_slo
+        and signals.memory_peak >= s.pressure_near_limit * current.memory
+    ):
+        # Likewise memory pressure: reclaim near the container's own limit, not the node's.
         mem_urgent = (Reason.SLO_PRESSURE, current.memory * s.buffer)
 
     if signals.oom_kill and now - state.memory_shrunk_at < s.shrink_regret_s:
@@ -155,17 +167,31 @@ def decide(
         # so shrink its memory slowly for a while (backoff on a direction that hurt).
         state = replace(state, memory_cautious_until=now + s.cautious_s)
     mem_step = (
-        s.cautious_scale_down_step if now < state.memory_cautious_until
+        s.cautious_scale_down_step
+        if now < state.memory_cautious_until
         else s.memory_scale_down_step
     )
     cpu = _plan_resource(
-        now=now, current=current.cpu, predicted=predicted.cpu, urgent=cpu_urgent,
-        floor=0.0, down_since=state.cpu_down_since, state=state, s=s, step=s.scale_down_step,
+        now=now,
+        current=current.cpu,
+        predicted=predicted.cpu,
+        urgent=cpu_urgent,
+        floor=0.0,
+        down_since=state.cpu_down_since,
+        state=state,
+        s=s,
+        step=s.scale_down_step,
     )
     mem = _plan_resource(
-        now=now, current=current.memory, predicted=predicted.memory, urgent=mem_urgent,
-        floor=signals.memory_peak * s.mem_floor_factor, down_since=state.memory_down_since,
-        state=state, s=s, step=mem_step,
+        now=now,
+        current=current.memory,
+        predicted=predicted.memory,
+        urgent=mem_urgent,
+        floor=signals.memory_peak * s.mem_floor_factor,
+        down_since=state.memory_down_since,
+        state=state,
+        s=s,
+        step=mem_step,
     )
     new_state = replace(state, cpu_down_since=cpu.down_since, memory_down_since=mem.down_since)
 
@@ -182,9 +208,7 @@ def decide(
         mem_target = current.memory if not signals.oom_kill else mem_target
     cpu_moves = _changed(cpu_target, current.cpu, s.min_change_fraction)
     mem_moves = _changed(mem_target, current.memory, s.min_change_fraction)
-    reasons = tuple(
-        r for r, moved in ((cpu.reason, cpu_moves), (mem.reason, mem_moves)) if moved
-    )
+    reasons = tuple(r for r, moved in ((cpu.reason, cpu_moves), (mem.reason, mem_moves)) if moved)
     if leak_capped:
         reasons += (Reason.LEAK_CAPPED,)
     if not (cpu_moves or mem_moves):
@@ -199,19 +223,29 @@ def decide(
     message = _change_message(current, final_cpu, final_mem, reasons)
     if capped:
         return (
-            Decision(Action.SCALE_OUT, Reason.EXCEEDS_MAX,
-                     f"one replica cannot hold the prediction within the policy maximum; "
-                     f"{message}; add replicas", final_cpu, final_mem,
-                     (*reasons, Reason.EXCEEDS_MAX)),
+            Decision(
+                Action.SCALE_OUT,
+                Reason.EXCEEDS_MAX,
+                f"one replica cannot hold the prediction within the policy maximum; "
+                f"{message}; add replicas",
+                final_cpu,
+                final_mem,
+                (*reasons, Reason.EXCEEDS_MAX),
+            ),
             new_state,
         )
     grow_cpu = final_cpu - current.cpu
     grow_mem = final_mem - current.memory
     if grow_cpu > limits.node_free_cpu or grow_mem > limits.node_free_memory:
         return (
-            Decision(Action.RESCHEDULE, Reason.EXCEEDS_NODE,
-                     f"the node cannot hold the growth; {message}", final_cpu, final_mem,
-                     (*reasons, Reason.EXCEEDS_NODE)),
+            Decision(
+                Action.RESCHEDULE,
+                Reason.EXCEEDS_NODE,
+                f"the node cannot hold the growth; {message}",
+                final_cpu,
+                final_mem,
+                (*reasons, Reason.EXCEEDS_NODE),
+            ),
             new_state,
         )
     return (
@@ -247,6 +281,17 @@ def _change_message(
     current: Allocation, cpu: float, mem: float, reasons: tuple[Reason, ...]
 ) -> str:
     why = ", ".join(r.value for r in reasons)
-    return (
-        f"cpu {current.cpu:.4g} -> {cpu:.4g}, memory {current.memory:.4g} -> {mem:.4g} ({why})"
-    )
+    return f"cpu {_cores(current.cpu, cpu)}, memory {_mib(current.memory, mem)} ({why})"
+
+
+def _cores(old: float, new: float) -> str:
+    if old == new:
+        return f"{old:.3g} cores (kept)"
+    return f"{old:.3g} -> {new:.3g} cores"
+
+
+def _mib(old: float, new: float) -> str:
+    mib = 1024.0 * 1024.0
+    if old == new:
+        return f"{old / mib:.0f}Mi (kept)"
+    return f"{old / mib:.0f}Mi -> {new / mib:.0f}Mi"

@@ -23,6 +23,7 @@ Defaults and why:
 ``throttle_slo``           0.10      throttled fraction of CPU periods that breaks the SLO
 ``throttle_bump``          1.20      CPU × 1.2 at once on a throttling SLO breach
 ``pressure_slo``           0.20      PSI some avg10 (share of time stalled) that breaks it
+``pressure_near_limit``    0.90      memory PSI counts only with usage at 90 % of the limit
 ``mem_floor_factor``       1.00      memory never below the observed recent peak × this
 =========================  ========  ===================================================
 """
@@ -62,6 +63,7 @@ class PolicySettings:
     throttle_slo: float = 0.10
     throttle_bump: float = 1.20
     pressure_slo: float = 0.20
+    pressure_near_limit: float = 0.90
     mem_floor_factor: float = 1.00
     min_change_fraction: float = 0.02
 

@@ -4,6 +4,10 @@ Two formats, each with its own schema version:
 
 * **Report**, agent -> controller (``POST /v1/reports``), msgpack: window summaries, the
   urgent flag and its reasons, and optional diagnostics taken when a container misbehaves.
+* **ReportAck**, controller -> agent, the msgpack body of a 2xx answer to a report: whether
+  it was new or a repeat, and what the controller asks of the agent (diagnostics snapshots of
+  containers it flagged, I/O bandwidth limits for ``io.max``). An agent that cannot decode
+  the body still treats the 2xx as delivered: the instructions are repeated on every answer.
 * **Snapshot**, controller -> webhook (``GET /v1/snapshot``), msgpack or JSON: every current
   recommendation, the namespaces' modes and, optionally, the ``PresizePolicy`` min/max bounds
   per namespace (and per container). ``policy_bounds`` is the one optional key: it is written
@@ -34,6 +38,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -58,16 +63,22 @@ from presize.model import (
 )
 
 __all__ = [
+    "ACK_VERSION",
     "REPORT_VERSION",
     "SNAPSHOT_VERSION",
+    "DiagnoseRequest",
     "Diagnostics",
+    "IoLimit",
     "PolicyBounds",
     "ProcessSample",
     "Report",
+    "ReportAck",
     "Snapshot",
+    "decode_ack",
     "decode_report",
     "decode_snapshot",
     "decode_snapshot_json",
+    "encode_ack",
     "encode_report",
     "encode_snapshot",
     "encode_snapshot_json",
@@ -76,6 +87,7 @@ __all__ = [
 ]
 
 REPORT_VERSION = 1
+ACK_VERSION = 1
 SNAPSHOT_VERSION = 1
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -116,6 +128,39 @@ class Report:
     urgent: bool = False
     urgent_reasons: tuple[str, ...] = ()
     diagnostics: tuple[Diagnostics, ...] = ()
+
+
+class DiagnoseRequest(NamedTuple):
+    """The controller asks for a diagnostics snapshot of one container (an anomaly flagged)."""
+
+    pod_uid: str
+    container: str
+
+
+class IoLimit(NamedTuple):
+    """An I/O bandwidth limit the agent applies (cgroup v2 ``io.max``, v1 ``blkio.throttle``).
+
+    Bytes and operations per second; ``None`` leaves that dimension unlimited. The agent
+    applies it to every block device the container's cgroup has used.
+    """
+
+    pod_uid: str
+    container: str
+    read_bps: float | None
+    write_bps: float | None
+    read_iops: float | None
+    write_iops: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportAck:
+    """The controller's answer to a report it took: ``duplicate`` when it had it already."""
+
+    version: int = ACK_VERSION
+    sequence: int
+    duplicate: bool = False
+    diagnose: tuple[DiagnoseRequest, ...] = ()
+    io_limits: tuple[IoLimit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +213,19 @@ def decode_report(payload: bytes, *, max_bytes: int) -> Report:
     raw = _unpack(payload, max_bytes, "report")
     _check_version(raw, REPORT_VERSION, "report")
     return _report_in(_Fields(raw, "report", json=False, names=_names(Report)))
+
+
+def encode_ack(ack: ReportAck) -> bytes:
+    """msgpack bytes for ``ack``."""
+    _check_encodable_version(ack.version, ACK_VERSION, "ack")
+    return _pack(_ack_out(ack), "ack")
+
+
+def decode_ack(payload: bytes, *, max_bytes: int) -> ReportAck:
+    """The ack in msgpack ``payload``; raises ``WireError`` and nothing else."""
+    raw = _unpack(payload, max_bytes, "ack")
+    _check_version(raw, ACK_VERSION, "ack")
+    return _ack_in(_Fields(raw, "ack", json=False, names=_names(ReportAck)))
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
@@ -340,9 +398,7 @@ def _diagnostics_out(d: Diagnostics, path: str) -> dict[str, object]:
         "pod": _pod_out(d.pod),
         "container": d.container,
         "taken_at": _num(d.taken_at, f"{path}.taken_at"),
-        "processes": [
-            _process_out(p, f"{path}.processes[{i}]") for i, p in enumerate(d.processes)
-        ],
+        "processes": [_process_out(p, f"{path}.processes[{i}]") for i, p in enumerate(d.processes)],
         "memory_stat": [[key, value] for key, value in d.memory_stat],
         "log_lines": list(d.log_lines),
     }
@@ -362,6 +418,26 @@ def _report_out(r: Report) -> dict[str, object]:
             _diagnostics_out(d, f"report.diagnostics[{i}]") for i, d in enumerate(r.diagnostics)
         ],
     }
+
+
+def _ack_out(a: ReportAck) -> dict[str, object]:
+    return {
+        "version": a.version,
+        "sequence": a.sequence,
+        "duplicate": a.duplicate,
+        "diagnose": [[d.pod_uid, d.container] for d in a.diagnose],
+        "io_limits": [
+            [
+                io.pod_uid,
+                io.container,
+                *(_opt_num(getattr(io, n), f"ack.io_limits[{i}].{n}") for n in _IO_NUMBERS),
+            ]
+            for i, io in enumerate(a.io_limits)
+        ],
+    }
+
+
+_IO_NUMBERS = ("read_bps", "write_bps", "read_iops", "write_iops")
 
 
 def _resource_out(rr: ResourceRecommendation, path: str) -> dict[str, object]:
@@ -494,6 +570,10 @@ class _Fields:
             extra = _show(sorted(map(str, set(raw) - expected)))
             raise WireError(f"{path}: missing fields {missing}, unexpected fields {extra}")
 
+    @property
+    def data(self) -> dict[object, object]:
+        return self._data
+
     def at(self, name: str) -> str:
         return f"{self._path}.{name}"
 
@@ -542,8 +622,28 @@ class _Fields:
         )
 
 
+@functools.cache
 def _names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+    return tuple(f.name for f in fields(cls) if f.init)
+
+
+def _fast_numbers(raw: dict[object, object], names: tuple[str, ...]) -> dict[str, float] | None:
+    """The named numbers of a map when every one is a plain finite float or int (the common
+    case, checked in one pass); ``None`` to fall back to the field-by-field checks, which
+    produce the precise error."""
+    out: dict[str, float] = {}
+    for name in names:
+        value = raw.get(name)
+        kind = type(value)
+        if kind is float:
+            if value != value:  # NaN  # noqa: PLR0124
+                return None
+            out[name] = value  # type: ignore[assignment]
+        elif kind is int:  # msgpack ints are 64-bit: float() cannot overflow
+            out[name] = float(value)  # type: ignore[arg-type]
+        else:
+            return None
+    return out
 
 
 def _pod_in(f: _Fields) -> PodRef:
@@ -557,9 +657,77 @@ def _pair_text_int(value: object, path: str) -> tuple[str, int]:
     return _as_text(key, f"{path}[0]"), _as_int(count, f"{path}[1]")
 
 
+_WINDOW_KEYS = frozenset(f.name for f in fields(UsageWindow))
+_POD_KEYS = frozenset(f.name for f in fields(PodRef))
+_PRESSURE_KEYS = frozenset(f.name for f in fields(Pressure))
+
+
+def _window_fast(raw: object) -> UsageWindow | None:
+    """The common, well-formed window in one pass of exact type checks; ``None`` for anything
+    else (the careful path then decodes it, or names what is wrong). Reports are mostly
+    windows, so this is where the controller's ingest time goes."""
+    if type(raw) is not dict or raw.keys() != _WINDOW_KEYS:
+        return None
+    pod, pressure = raw["pod"], raw["pressure"]
+    if type(pod) is not dict or pod.keys() != _POD_KEYS:
+        return None
+    if type(pressure) is not dict or pressure.keys() != _PRESSURE_KEYS:
+        return None
+    if raw["log_matches"] or type(raw["log_matches"]) is not list:
+        return None  # rare: take the careful path
+    if type(raw["container"]) is not str or not all(type(v) is str for v in pod.values()):
+        return None
+    if type(raw["samples"]) is not int or type(raw["oom_kills"]) is not int:
+        return None
+    numbers = _fast_numbers(raw, _WINDOW_NUMBERS)
+    psi = _fast_numbers(pressure, ("cpu", "memory", "io"))
+    if numbers is None or psi is None:
+        return None
+    limits: list[float | None] = []
+    for value in (raw["cpu_limit"], raw["mem_limit"]):
+        if value is None:
+            limits.append(None)
+        elif type(value) is int:
+            limits.append(float(value))
+        elif type(value) is float and value == value:  # noqa: PLR0124
+            limits.append(value)
+        else:
+            return None
+    return UsageWindow(
+        pod=PodRef(pod["namespace"], pod["name"], pod["uid"], pod["node"]),
+        container=raw["container"],
+        samples=raw["samples"],
+        oom_kills=raw["oom_kills"],
+        pressure=Pressure(psi["cpu"], psi["memory"], psi["io"]),
+        cpu_limit=limits[0],
+        mem_limit=limits[1],
+        start=numbers["start"], seconds=numbers["seconds"], cpu_mean=numbers["cpu_mean"],
+        cpu_max=numbers["cpu_max"], cpu_p50=numbers["cpu_p50"], cpu_p90=numbers["cpu_p90"],
+        cpu_p99=numbers["cpu_p99"], cpu_throttled_fraction=numbers["cpu_throttled_fraction"],
+        mem_mean=numbers["mem_mean"], mem_max=numbers["mem_max"],
+        io_read_bytes=numbers["io_read_bytes"], io_write_bytes=numbers["io_write_bytes"],
+        net_rx_bytes=numbers["net_rx_bytes"], net_tx_bytes=numbers["net_tx_bytes"],
+    )  # fmt: skip
+
+
+def _windows_in(f: _Fields) -> tuple[UsageWindow, ...]:
+    items = _as_list(f.raw("windows"), f.at("windows"))
+    out: list[UsageWindow] = []
+    names = _names(UsageWindow)
+    for i, item in enumerate(items):
+        w = _window_fast(item)
+        if w is None:
+            path = f"{f.at('windows')}[{i}]"
+            w = _window_in(_Fields(item, path, json=False, names=names))
+        out.append(w)
+    return tuple(out)
+
+
 def _window_in(f: _Fields) -> UsageWindow:
     p = f.nested("pressure", _names(Pressure))
-    numbers = {name: f.number(name) for name in _WINDOW_NUMBERS}
+    numbers = _fast_numbers(f.data, _WINDOW_NUMBERS)
+    if numbers is None:
+        numbers = {name: f.number(name) for name in _WINDOW_NUMBERS}
     return UsageWindow(
         pod=_pod_in(f.nested("pod", _names(PodRef))),
         container=f.text("container"),
@@ -601,10 +769,44 @@ def _report_in(f: _Fields) -> Report:
         agent_id=f.text("agent_id"),
         sent_at=f.number("sent_at"),
         sequence=f.integer("sequence"),
-        windows=f.each_map("windows", UsageWindow, _window_in),
+        windows=_windows_in(f),
         urgent=f.flag("urgent"),
         urgent_reasons=f.each("urgent_reasons", _as_text),
         diagnostics=f.each_map("diagnostics", Diagnostics, _diagnostics_in),
+    )
+
+
+def _diagnose_in(value: object, path: str) -> DiagnoseRequest:
+    uid, container = _as_tuple(value, path, 2)
+    return DiagnoseRequest(_as_text(uid, f"{path}[0]"), _as_text(container, f"{path}[1]"))
+
+
+def _io_limit_in(value: object, path: str) -> IoLimit:
+    uid, container, *numbers = _as_tuple(value, path, 2 + len(_IO_NUMBERS))
+    limits = [
+        None if v is None else _as_float(v, f"{path}.{name}", json=False)
+        for v, name in zip(numbers, _IO_NUMBERS, strict=True)
+    ]
+    for v, name in zip(limits, _IO_NUMBERS, strict=True):
+        if v is not None and v <= 0:
+            raise WireError(f"{path}.{name}: a limit must be > 0 (null means unlimited)")
+    return IoLimit(
+        _as_text(uid, f"{path}[0]"),
+        _as_text(container, f"{path}[1]"),
+        limits[0],
+        limits[1],
+        limits[2],
+        limits[3],
+    )
+
+
+def _ack_in(f: _Fields) -> ReportAck:
+    return ReportAck(
+        version=f.integer("version"),
+        sequence=f.integer("sequence"),
+        duplicate=f.flag("duplicate"),
+        diagnose=f.each("diagnose", _diagnose_in),
+        io_limits=f.each("io_limits", _io_limit_in),
     )
 
 

@@ -40,11 +40,11 @@ from typing import Any
 
 from presize.errors import QuantityError
 from presize.model import Bounds, Mode, Recommendation, WorkloadKey
+from presize.owners import workload_candidates
 from presize.units import MIB, format_bytes, format_cpu, parse_bytes, parse_cpu
 from presize.wire import PolicyBounds
 from webhook.index import SnapshotIndex
 from webhook.namespaces import NamespaceInfo, ResourceLimits
-from webhook.owners import workload_candidates
 from webhook.review import PatchOp
 from webhook.sizing import Amounts, Grid, LimitPolicy, QoS, Sized, qos_class, size_resource
 

@@ -232,12 +232,12 @@ def parse_single_int(text: str, what: str) -> int:
 def parse_cpu_stat_v2(text: str) -> CpuStatV2:
     """v2 ``cpu.stat``; the throttling keys exist only where the cpu controller is enabled::
 
-        usage_usec 4340592947
-        user_usec 3974095173
-        system_usec 366497774
-        nr_periods 1200
-        nr_throttled 310
-        throttled_usec 8200000
+    usage_usec 4340592947
+    user_usec 3974095173
+    system_usec 366497774
+    nr_periods 1200
+    nr_throttled 310
+    throttled_usec 8200000
     """
     d = _ints(_keyed(text, "cpu.stat", _V2_CPU_REQUIRED), "cpu.stat", _V2_CPU_KEYS)
     return CpuStatV2(
@@ -251,7 +251,7 @@ def parse_cpu_stat_v2(text: str) -> CpuStatV2:
 def parse_cpu_max(text: str) -> CpuLimit:
     """v2 ``cpu.max``: quota (or ``max``) and period in microseconds::
 
-        50000 100000
+    50000 100000
     """
     lines = _lines(text, "cpu.max")
     parts = lines[0].split(" ")
@@ -267,25 +267,24 @@ def parse_cpu_max(text: str) -> CpuLimit:
 def parse_memory_max(text: str) -> int | None:
     """v2 ``memory.max`` (or ``memory.high``): bytes, or ``None`` for ``max``::
 
-        268435456
+    268435456
     """
     if text == "max\n":
         return None
     return parse_single_int(text, "memory.max")
 
 
-
 def parse_memory_stat_v2(text: str) -> MemoryStat:
     """v2 ``memory.stat`` (first lines shown; the file has some forty keys)::
 
-        anon 5533696
-        file 12541952
-        kernel 1048576
-        shmem 9084928
-        inactive_anon 0
-        active_anon 1531904
-        inactive_file 1069056
-        active_file 2387968
+    anon 5533696
+    file 12541952
+    kernel 1048576
+    shmem 9084928
+    inactive_anon 0
+    active_anon 1531904
+    inactive_file 1069056
+    active_file 2387968
     """
     d = _picked(text, "memory.stat", _V2_STAT)
     if d is None:
@@ -305,12 +304,12 @@ def working_set(usage_bytes: int, inactive_file: int) -> int:
 def parse_memory_events(text: str) -> MemoryEvents:
     """v2 ``memory.events``; counters since creation (``oom_group_kill`` on newer kernels)::
 
-        low 0
-        high 12
-        max 3
-        oom 1
-        oom_kill 1
-        oom_group_kill 0
+    low 0
+    high 12
+    max 3
+    oom 1
+    oom_kill 1
+    oom_group_kill 0
     """
     keys = ("high", "max", "oom", "oom_kill")
     d = _ints(_keyed(text, "memory.events", keys), "memory.events", keys)
@@ -320,8 +319,8 @@ def parse_memory_events(text: str) -> MemoryEvents:
 def parse_io_stat(text: str) -> IoStat:
     """v2 ``io.stat``, one line per device, summed; empty when the cgroup did no I/O::
 
-        8:0 rbytes=90112 wbytes=4096 rios=22 wios=1 dbytes=0 dios=0
-        253:0 rbytes=1024 wbytes=0 rios=1 wios=0 dbytes=0 dios=0
+    8:0 rbytes=90112 wbytes=4096 rios=22 wios=1 dbytes=0 dios=0
+    253:0 rbytes=1024 wbytes=0 rios=1 wios=0 dbytes=0 dios=0
     """
     totals = {"rbytes": 0, "wbytes": 0, "rios": 0, "wios": 0}
     for line in _lines(text, "io.stat", may_be_empty=True):
@@ -366,8 +365,8 @@ def _pressure_line(line: str, what: str) -> tuple[str, PressureLine]:
 def parse_pressure(text: str, what: str = "pressure") -> PressureStat:
     """A PSI file (``cpu.pressure``, ``memory.pressure``, ``io.pressure``)::
 
-        some avg10=13.39 avg60=12.29 avg300=34.98 total=1385179364
-        full avg10=0.00 avg60=0.00 avg300=0.00 total=0
+    some avg10=13.39 avg60=12.29 avg300=34.98 total=1385179364
+    full avg10=0.00 avg60=0.00 avg300=0.00 total=0
     """
     lines = dict(_pressure_line(line, what) for line in _lines(text, what))
     if "some" not in lines:
@@ -398,11 +397,11 @@ def parse_pressure_some_total(text: str, what: str = "pressure") -> int:
 def parse_cpu_stat_v1(text: str) -> Throttling:
     """v1 ``cpu.stat`` (``throttled_time`` is in nanoseconds; burst keys on newer kernels)::
 
-        nr_periods 1200
-        nr_throttled 310
-        throttled_time 8200000000
-        nr_bursts 0
-        burst_time 0
+    nr_periods 1200
+    nr_throttled 310
+    throttled_time 8200000000
+    nr_bursts 0
+    burst_time 0
     """
     keys = ("nr_periods", "nr_throttled", "throttled_time")
     d = _ints(_keyed(text, "cpu.stat", keys), "cpu.stat", keys)
@@ -412,8 +411,8 @@ def parse_cpu_stat_v1(text: str) -> Throttling:
 def parse_cfs(quota_text: str, period_text: str) -> CpuLimit:
     """v1 ``cpu.cfs_quota_us`` (``-1`` = unlimited) and ``cpu.cfs_period_us``::
 
-        -1
-        100000
+    -1
+    100000
     """
     quota = _int(_single(quota_text, "cpu.cfs_quota_us"), "cpu.cfs_quota_us", signed=True)
     period = parse_single_int(period_text, "cpu.cfs_period_us")
@@ -432,12 +431,12 @@ def _single(text: str, what: str) -> str:
 def parse_memory_stat_v1(text: str) -> MemoryStat:
     """v1 ``memory.stat``; the hierarchical ``total_*`` keys win when present::
 
-        cache 12541952
-        rss 5533696
-        inactive_file 1069056
-        total_cache 1128599552
-        total_rss 146518016
-        total_inactive_file 371109888
+    cache 12541952
+    rss 5533696
+    inactive_file 1069056
+    total_cache 1128599552
+    total_rss 146518016
+    total_inactive_file 371109888
     """
     totals = _picked(text, "memory.stat", _V1_TOTALS)
     if totals is not None:
@@ -451,7 +450,7 @@ def parse_memory_stat_v1(text: str) -> MemoryStat:
 def parse_memory_limit_v1(text: str) -> int | None:
     """v1 ``memory.limit_in_bytes``; the page-counter maximum means unlimited (``None``)::
 
-        9223372036854771712
+    9223372036854771712
     """
     value = parse_single_int(text, "memory.limit_in_bytes")
     return None if value >= V1_UNLIMITED_BYTES else value
@@ -460,9 +459,9 @@ def parse_memory_limit_v1(text: str) -> int | None:
 def parse_oom_control(text: str) -> OomControl:
     """v1 ``memory.oom_control``; ``oom_kill`` counts kills since creation (kernel >= 4.13)::
 
-        oom_kill_disable 0
-        under_oom 0
-        oom_kill 1
+    oom_kill_disable 0
+    under_oom 0
+    oom_kill 1
     """
     d = _keyed(text, "memory.oom_control", ("oom_kill_disable", "under_oom"))
     kills = d.get("oom_kill")
@@ -508,3 +507,26 @@ def parse_blkio_throttle(bytes_text: str, ops_text: str | None = None) -> IoStat
         return IoStat(read_bytes, write_bytes)
     read_ops, write_ops = _blkio_totals(ops_text, "blkio.throttle.io_serviced")
     return IoStat(read_bytes, write_bytes, read_ops, write_ops)
+
+
+def parse_pids(text: str) -> list[int]:
+    """The PIDs in a ``cgroup.procs`` text (one per line; empty for a cgroup without tasks).
+
+    ::
+
+        4242
+        4243
+    """
+    return [_int(line, "cgroup.procs") for line in _lines(text, "cgroup.procs", may_be_empty=True)]
+
+
+def parse_flat_keyed(text: str, what: str) -> tuple[tuple[str, int], ...]:
+    """Every ``key value`` pair of a flat-keyed file (``memory.stat``), in file order, for
+    diagnostics snapshots that ship the whole file.
+
+    ::
+
+        anon 1048576
+        file 4096
+    """
+    return tuple((k, _int(v, what, signed=True)) for k, v in _pairs(text, what).items())

@@ -202,6 +202,22 @@ class V2Reader:
     def forget(self, path: str) -> None:
         self.files.forget(_folder(self.root, path))
 
+    # Rare reads (diagnostics, network, I/O limits): opened each time, never kept open.
+
+    def read_pids(self, path: str) -> list[int]:
+        """The processes in the container's cgroup (empty if gone)."""
+        text = read_text(_join(self.root, path, "cgroup.procs"))
+        return [] if text is None else parse.parse_pids(text)
+
+    def read_memory_stat(self, path: str) -> tuple[tuple[str, int], ...] | None:
+        """The whole ``memory.stat``, for diagnostics; ``None`` if gone."""
+        text = read_text(_join(self.root, path, "memory.stat"))
+        return None if text is None else parse.parse_flat_keyed(text, "memory.stat")
+
+    def io_folder(self, path: str) -> str | None:
+        """Where the container's I/O limits (``io.max``) are written."""
+        return _folder(self.root, path)
+
 
 def _psi(files: OpenFiles, folder: str) -> PsiTotals:
     read, total = files.read, parse.parse_pressure_some_total
@@ -305,14 +321,30 @@ class V1Reader:
                 self.files.forget(folder)
         del self._paths[path]
 
+    def read_pids(self, path: str) -> list[int]:
+        """The processes in the container's cgroup (empty if gone)."""
+        text = read_text(_join(self.roots.cpuacct, path, "cgroup.procs"))
+        return [] if text is None else parse.parse_pids(text)
+
+    def read_memory_stat(self, path: str) -> tuple[tuple[str, int], ...] | None:
+        """The whole ``memory.stat``, for diagnostics; ``None`` if gone or no memory controller."""
+        if self.roots.memory is None:
+            return None
+        text = read_text(_join(self.roots.memory, path, "memory.stat"))
+        return None if text is None else parse.parse_flat_keyed(text, "memory.stat")
+
+    def io_folder(self, path: str) -> str | None:
+        """Where the container's I/O limits (``blkio.throttle.*``) are written."""
+        return None if self.roots.blkio is None else _folder(self.roots.blkio, path)
+
     def read_limits(self, path: str) -> Limits | None:
         r = self.roots
         quota = read_text(_join(r.cpu, path, "cpu.cfs_quota_us"))
         period = read_text(_join(r.cpu, path, "cpu.cfs_period_us"))
         if quota is None or period is None:
             return None
-        limit = None if r.memory is None else read_text(
-            _join(r.memory, path, "memory.limit_in_bytes")
+        limit = (
+            None if r.memory is None else read_text(_join(r.memory, path, "memory.limit_in_bytes"))
         )
         return Limits(
             cpu_cores=parse.parse_cfs(quota, period).cores,

@@ -125,6 +125,19 @@ class SeasonalForecaster:
     def _bucket(self, time: float) -> int:
         return math.floor(time / self.s.bucket_s)
 
+    @property
+    def fit(self) -> SeasonalFit | None:
+        """The current fit, or ``None`` before the first successful one."""
+        return self._fit
+
+    def install(self, fit: SeasonalFit | None, error: str | None = None) -> None:
+        """Use ``fit``, computed elsewhere (a worker thread ran :func:`fit_seasonal` on a copy
+        of :meth:`history`), so the slow part never holds the caller's lock."""
+        self._fit = fit
+        self.last_error = error
+        if fit is not None:
+            self.fits += 1
+
     def observe(self, time: float, value: float) -> None:
         if math.isnan(value):
             return

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from presize.errors import WireError
-from presize.wire import Report, decode_report
+from presize.wire import DiagnoseRequest, IoLimit, Report, ReportAck, decode_report, encode_ack
 
 TOKEN = "good-token"
 
@@ -20,6 +20,10 @@ class IngestStandIn:
     which is the controller's issue), refuse a payload that does not decode (400), and drop a
     report it already has by ``(agent_id, sequence)``, answering 200 again. ``fail_next``
     makes it answer 503 that many times; ``reject`` lists sequences it answers 400 for.
+
+    A 200 carries a msgpack ``ReportAck`` with ``diagnose`` and ``io_limits`` (the controller's
+    instructions, repeated on every answer); ``ack_body`` replaces it with raw bytes, to answer
+    with something that does not decode.
     """
 
     def __init__(self, token: str = TOKEN) -> None:
@@ -29,6 +33,9 @@ class IngestStandIn:
         self.duplicates = 0
         self.fail_next = 0
         self.reject: set[int] = set()
+        self.diagnose: tuple[DiagnoseRequest, ...] = ()
+        self.io_limits: tuple[IoLimit, ...] = ()
+        self.ack_body: bytes | None = None
         self.port = 0
         self._runner: web.AppRunner | None = None
         self.arrived = asyncio.Event()
@@ -55,12 +62,21 @@ class IngestStandIn:
         if report.sequence in self.reject:
             return web.Response(status=400, text="rejected on purpose")
         key = (report.agent_id, report.sequence)
-        if key in {(r.agent_id, r.sequence) for r in self.reports}:
+        duplicate = key in {(r.agent_id, r.sequence) for r in self.reports}
+        if duplicate:
             self.duplicates += 1
         else:
             self.reports.append(report)
             self.arrived.set()
-        return web.Response(status=200)
+        if self.ack_body is not None:
+            return web.Response(status=200, body=self.ack_body)
+        ack = ReportAck(
+            sequence=report.sequence,
+            duplicate=duplicate,
+            diagnose=self.diagnose,
+            io_limits=self.io_limits,
+        )
+        return web.Response(status=200, body=encode_ack(ack), content_type="application/msgpack")
 
     async def start(self) -> None:
         app = web.Application()

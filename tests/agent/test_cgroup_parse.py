@@ -35,9 +35,7 @@ def test_cpu_stat_v2_without_cpu_controller_has_zero_throttling() -> None:
     assert stat.throttling == parse.Throttling()
 
 
-@pytest.mark.parametrize(
-    ("name", "cores"), [("v2.cpu.max", 0.5), ("v2.cpu.max.unlimited", None)]
-)
+@pytest.mark.parametrize(("name", "cores"), [("v2.cpu.max", 0.5), ("v2.cpu.max.unlimited", None)])
 def test_cpu_max_gives_cores_or_unlimited(name: str, cores: float | None) -> None:
     assert parse.parse_cpu_max(sample(name)).cores == cores
 
@@ -127,9 +125,7 @@ def test_memory_stat_v1_falls_back_to_local_keys() -> None:
     ("name", "limit"),
     [("v1.memory.limit_in_bytes", 67108864), ("v1.memory.limit_in_bytes.unlimited", None)],
 )
-def test_memory_limit_v1_treats_page_counter_max_as_unlimited(
-    name: str, limit: int | None
-) -> None:
+def test_memory_limit_v1_treats_page_counter_max_as_unlimited(name: str, limit: int | None) -> None:
     assert parse.parse_memory_limit_v1(sample(name)) == limit
 
 

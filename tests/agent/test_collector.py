@@ -66,8 +66,9 @@ def test_two_ticks_give_a_rate_named_from_the_directory(tree: Path) -> None:
     clock.now += 2.0
     set_usage(tree, A, 2_000_000)  # one core-second in two seconds
     collector.tick()
-    windows = {(w.pod.name, w.container): w for w in collector.windows(10, now=clock.now,
-                                                                       epoch_offset=0)}
+    windows = {
+        (w.pod.name, w.container): w for w in collector.windows(10, now=clock.now, epoch_offset=0)
+    }
     app = windows[("web-0", "app")]
     assert app.cpu_mean == pytest.approx(0.5)
     assert app.cpu_limit == 0.5

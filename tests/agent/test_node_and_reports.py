@@ -20,9 +20,21 @@ def test_node_totals_are_this_machines() -> None:
 
 def windows(n: int) -> list[UsageWindow]:
     return [
-        UsageWindow(pod=PodRef("ns", f"p{i}", f"u{i}"), container="c", start=0.0, seconds=60.0,
-                    samples=60, cpu_mean=0.1, cpu_max=0.1, cpu_p50=0.1, cpu_p90=0.1, cpu_p99=0.1,
-                    cpu_throttled_fraction=0.0, mem_mean=1.0, mem_max=1.0)
+        UsageWindow(
+            pod=PodRef("ns", f"p{i}", f"u{i}"),
+            container="c",
+            start=0.0,
+            seconds=60.0,
+            samples=60,
+            cpu_mean=0.1,
+            cpu_max=0.1,
+            cpu_p50=0.1,
+            cpu_p90=0.1,
+            cpu_p99=0.1,
+            cpu_throttled_fraction=0.0,
+            mem_mean=1.0,
+            mem_max=1.0,
+        )
         for i in range(n)
     ]
 

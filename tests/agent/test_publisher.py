@@ -16,7 +16,7 @@ from agent.publisher import Outcome, Publisher, PublisherSettings, backoff_s, cl
 from agent.spool import Spool
 from presize.errors import SettingsError
 from presize.model import PodRef, UsageWindow
-from presize.wire import Report
+from presize.wire import DiagnoseRequest, IoLimit, Report, ReportAck
 
 pytestmark = pytest.mark.usefixtures("no_leaked_tasks")
 
@@ -40,12 +40,14 @@ def token_file(tmp_path: Path) -> Path:
     return path
 
 
-def publisher_for(tmp_path: Path, url: str, token: Path) -> Publisher:
+def publisher_for(
+    tmp_path: Path, url: str, token: Path, on_ack: Callable[[ReportAck], None] | None = None
+) -> Publisher:
     spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
     settings = PublisherSettings(
         url=url, token_path=str(token), timeout_s=2.0, backoff_initial_s=0.02, backoff_max_s=0.1
     )
-    return Publisher(spool, settings)
+    return Publisher(spool, settings, on_ack=on_ack)
 
 
 @asynccontextmanager
@@ -166,3 +168,50 @@ def test_backoff_doubles_and_is_capped() -> None:
 def test_settings_refuse_a_url_without_a_scheme() -> None:
     with pytest.raises(SettingsError):
         PublisherSettings(url="controller:8443/v1/reports")
+
+
+async def test_the_acks_instructions_reach_the_agent(
+    tmp_path: Path, ingest: IngestStandIn, token_file: Path
+) -> None:
+    ingest.diagnose = (DiagnoseRequest("u0", "app"),)
+    ingest.io_limits = (IoLimit("u0", "app", 1e6, None, None, 100.0),)
+    acks: list[ReportAck] = []
+    pub = publisher_for(tmp_path, ingest.url, token_file, on_ack=acks.append)
+    async with running(pub):
+        pub.submit(make_report(pub.spool))
+        await until(lambda: len(acks) == 1)
+    assert acks[0].sequence == 0
+    assert not acks[0].duplicate
+    assert acks[0].diagnose == ingest.diagnose
+    assert acks[0].io_limits == ingest.io_limits
+
+
+@pytest.mark.parametrize("body", [b"", b"ok", b"\x81\xa7version\x63"])
+async def test_a_2xx_with_an_undecodable_body_is_still_delivered(
+    tmp_path: Path, ingest: IngestStandIn, token_file: Path, body: bytes
+) -> None:
+    ingest.ack_body = body
+    acks: list[ReportAck] = []
+    pub = publisher_for(tmp_path, ingest.url, token_file, on_ack=acks.append)
+    async with running(pub):
+        pub.submit(make_report(pub.spool))
+        pub.submit(make_report(pub.spool))
+        await until(lambda: pub.stats.delivered == 2)
+    assert acks == []
+    assert pub.stats.undecodable_acks == 2
+    assert len(pub.spool) == 0
+    assert pub.stats.retries == 0
+
+
+async def test_a_failing_ack_handler_does_not_undo_the_delivery(
+    tmp_path: Path, ingest: IngestStandIn, token_file: Path
+) -> None:
+    def explode(ack: ReportAck) -> None:
+        raise ValueError("bug in the handler")
+
+    pub = publisher_for(tmp_path, ingest.url, token_file, on_ack=explode)
+    async with running(pub):
+        pub.submit(make_report(pub.spool))
+        await until(lambda: pub.stats.delivered == 1)
+    assert len(pub.spool) == 0
+    assert pub.stats.acks == 1

@@ -182,8 +182,15 @@ def test_merged_windows_weigh_by_time_and_keep_maxima_and_totals() -> None:
 
 
 def test_merged_reports_keep_the_newer_sequence_and_every_container() -> None:
-    older = Report(node="n", agent_id="a", sent_at=1.0, sequence=4, windows=(
-        window(PODS[0], 0.0), window(PODS[1], 0.0)), urgent=True, urgent_reasons=("oom",))
+    older = Report(
+        node="n",
+        agent_id="a",
+        sent_at=1.0,
+        sequence=4,
+        windows=(window(PODS[0], 0.0), window(PODS[1], 0.0)),
+        urgent=True,
+        urgent_reasons=("oom",),
+    )
     newer = Report(node="n", agent_id="a", sent_at=2.0, sequence=5, windows=(
         window(PODS[0], 60.0), window(PODS[2], 60.0)))  # fmt: skip
     m = merge_reports(older, newer)
@@ -191,5 +198,7 @@ def test_merged_reports_keep_the_newer_sequence_and_every_container() -> None:
     assert m.urgent
     assert m.urgent_reasons == ("oom",)
     assert [(w.pod.name, w.seconds) for w in m.windows] == [
-        ("web-0", 120.0), ("web-1", 60.0), ("web-2", 60.0)
+        ("web-0", 120.0),
+        ("web-1", 60.0),
+        ("web-2", 60.0),
     ]

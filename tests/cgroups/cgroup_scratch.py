@@ -73,5 +73,3 @@ def rmdir_retry(folder: Path) -> None:
             return
         except OSError:  # EBUSY while the kernel finishes tearing tasks down
             time.sleep(0.05)
-
-

@@ -302,10 +302,12 @@ def test_agent_daemonset(defaults: list[dict]) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["cgroup"]["hostPath"]["path"] == "/sys/fs/cgroup"
     assert volumes["proc"]["hostPath"]["path"] == "/proc"
-    for name in ("cgroup", "proc"):
+    assert volumes["pod-logs"]["hostPath"]["path"] == "/var/log/pods"
+    for name in ("cgroup", "proc", "pod-logs"):
         assert mounts[name]["readOnly"] is True
     host_paths = [v for v in volumes.values() if "hostPath" in v]
-    assert {v["name"] for v in host_paths} == {"cgroup", "proc"}  # nothing else of the host
+    # Nothing else of the host, and all of it read-only.
+    assert {v["name"] for v in host_paths} == {"cgroup", "proc", "pod-logs"}
     (source,) = volumes["controller-token"]["projected"]["sources"]
     assert source["serviceAccountToken"]["audience"] == "presize-controller"
     controller_env = {

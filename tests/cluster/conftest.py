@@ -8,19 +8,23 @@ set ``PRESIZE_REQUIRE_CLUSTER=1`` (as CI does after building) to turn that skip 
 ``kube`` (session): an admin ``kubernetes.client.ApiClient`` for the cluster.
 ``namespace`` (function): a fresh namespace per test, with its default ServiceAccount present,
 deleted afterwards.
+``crds`` (module): the chart's two CRDs, rendered by ``helm template``, removed again afterwards
+(a later ``helm install`` of the chart must not find CRDs it does not own).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from hack.cluster.crds import crd_manifests
 from hack.cluster.localcluster import Binaries, LocalCluster, NodeSpec
 
 NODES = 2
@@ -81,3 +85,53 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
+
+
+def _wait(probe: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _crd_exists(ext: client.ApiextensionsV1Api, name: str) -> bool:
+    try:
+        ext.read_custom_resource_definition(name)
+        return True
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+
+
+@pytest.fixture(scope="module")
+def crds(local_cluster: LocalCluster, kube: client.ApiClient) -> Iterator[None]:
+    try:
+        docs = crd_manifests()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    ext = client.ApiextensionsV1Api(kube)
+    names = [doc["metadata"]["name"] for doc in docs]
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        with contextlib.suppress(ApiException):
+            ext.delete_custom_resource_definition(name)
+        _wait(lambda n=name: not _crd_exists(ext, n), 60, f"CRD {name} gone")
+        ext.create_custom_resource_definition(doc)
+
+    def established() -> bool:
+        for name in names:
+            conds = ext.read_custom_resource_definition(name).status.conditions or []
+            if not any(c.type == "Established" and c.status == "True" for c in conds):
+                return False
+        return True
+
+    _wait(established, 60, "CRDs established")
+    try:
+        yield
+    finally:
+        for name in names:
+            with contextlib.suppress(ApiException):
+                ext.delete_custom_resource_definition(name)
+        _wait(lambda: not any(_crd_exists(ext, n) for n in names), 60, "CRDs removed")

@@ -40,6 +40,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hack.cluster.localcluster import LocalCluster
+from hack.cluster.webhooks import loopback_webhook_configuration
 from presize.model import (
     ContainerKey,
     OwnerKind,
@@ -57,8 +58,6 @@ REPO = Path(__file__).resolve().parents[2]
 SUFFIX = uuid.uuid4().hex[:6]
 NS_ON, NS_LR, NS_OFF = f"wh-on-{SUFFIX}", f"wh-lr-{SUFFIX}", f"wh-off-{SUFFIX}"
 MWC = f"presize-test-{SUFFIX}"
-
-
 
 
 def _rec(ns: str, kind: OwnerKind, name: str, cpu: float, memory: float) -> Recommendation:
@@ -132,40 +131,7 @@ def _free_port() -> int:
 
 
 def _webhook_configuration(port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": MWC},
-        "webhooks": [
-            {
-                "name": "pods.presize.io",
-                "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate"},
-                "rules": [
-                    {
-                        "operations": ["CREATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "namespaceSelector": {
-                    "matchExpressions": [
-                        {"key": "presize.io/enabled", "operator": "In", "values": ["true"]},
-                        {
-                            "key": "kubernetes.io/metadata.name",
-                            "operator": "NotIn",
-                            "values": ["kube-system"],
-                        },
-                    ]
-                },
-                "failurePolicy": "Ignore",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 2,
-            }
-        ],
-    }
+    return loopback_webhook_configuration(MWC, port, timeout_s=2)
 
 
 class WebhookProcess:

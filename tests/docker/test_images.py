@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 WEBHOOK = "presize/webhook:test"
 AGENT = "presize/agent:test"
+CONTROLLER = "presize/controller:test"
 HARDENED = ("--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges")
 # Upper bounds that catch a fat dependency sneaking in (measured: see BENCHMARKS.md).
 MAX_WEBHOOK_MB = 250
@@ -47,6 +48,7 @@ def images(docker_engine: Engine, base_image: str) -> dict[str, float]:
     seconds = {
         WEBHOOK: build_image(docker_engine, "Dockerfile.webhook", WEBHOOK, base_image),
         AGENT: build_image(docker_engine, "Dockerfile.agent", AGENT, base_image),
+        CONTROLLER: build_image(docker_engine, "Dockerfile.controller", CONTROLLER, base_image),
     }
     for tag, took in seconds.items():
         size = int(docker_engine.inspect_image(tag)["Size"]) / 1e6  # type: ignore[call-overload]
@@ -56,8 +58,17 @@ def images(docker_engine: Engine, base_image: str) -> dict[str, float]:
 
 def _python_in(engine: Engine, image: str, code: str) -> tuple[int, str]:
     proc = engine.run(
-        "run", "--rm", "--network=none", *HARDENED, "--entrypoint", "python3", image, "-c", code,
-        check=False, timeout=120,
+        "run",
+        "--rm",
+        "--network=none",
+        *HARDENED,
+        "--entrypoint",
+        "python3",
+        image,
+        "-c",
+        code,
+        check=False,
+        timeout=120,
     )
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -97,10 +108,19 @@ def webhook_container(
     port = _free_port()
     closed = _free_port()  # nothing listens: the snapshot source fails, admissions still answer
     cid = docker_engine.run(
-        "run", "-d", "--network=host", *HARDENED, "--tmpfs=/tmp",
-        "-v", f"{certs}:/certs",
-        WEBHOOK, "webhook", "--host=127.0.0.1", f"--port={port}",
-        "--generate-certs=/certs", "--cert-hosts=127.0.0.1,localhost",
+        "run",
+        "-d",
+        "--network=host",
+        *HARDENED,
+        "--tmpfs=/tmp",
+        "-v",
+        f"{certs}:/certs",
+        WEBHOOK,
+        "webhook",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--generate-certs=/certs",
+        "--cert-hosts=127.0.0.1,localhost",
         f"--snapshot-url=http://127.0.0.1:{closed}/v1/snapshot",
     ).stdout.strip()
     try:
@@ -179,3 +199,44 @@ def test_agent_image_reads_host_cgroups(docker_engine: Engine, images: dict[str,
     assert counters["scans"] >= 1, counters
     assert "containers" in counters
     assert "cgroup v" in logs
+
+
+def test_controller_image_runs_the_controller_and_stops_cleanly(
+    docker_engine: Engine, images: dict[str, float]
+) -> None:
+    """The controller image carries the forecasting stack (numpy, statsmodels), serves
+    /healthz and /metrics, keeps running while its orchestrator is unreachable (here: the
+    Docker orchestrator with no engine socket mounted) and exits 0 on SIGTERM."""
+    code, out = _python_in(
+        docker_engine, CONTROLLER, "import statsmodels, numpy, controller.loop; print('ok')"
+    )
+    assert code == 0, out
+    port = _free_port()
+    cid = docker_engine.run(
+        "run", "-d", "--network=host", *HARDENED, "--tmpfs=/tmp",
+        CONTROLLER, "controller", "--orchestrator=docker", "--insecure-no-auth",
+        "--docker-socket=/tmp/no-engine.sock", "--store-dir=/tmp/profiles",
+        "--host=127.0.0.1", f"--port={port}",
+    ).stdout.strip()  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            state = json.loads(docker_engine.run("inspect", cid).stdout)[0]["State"]
+            if not state["Running"]:
+                logs = docker_engine.run("logs", cid, check=False)
+                pytest.fail(f"controller exited {state['ExitCode']}:\n{logs.stderr[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200, "no /healthz answer from the controller within 60 s"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            assert "presize_controller_reports" in resp.read().decode()
+        docker_engine.run("stop", "-t", "20", cid)
+        state = json.loads(docker_engine.run("inspect", cid).stdout)[0]["State"]
+        logs = docker_engine.run("logs", cid, check=False).stderr
+        assert state["ExitCode"] == 0, logs[-2000:]
+    finally:
+        docker_engine.run("rm", "-f", cid, check=False)

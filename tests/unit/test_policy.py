@@ -85,13 +85,21 @@ CASES = {
         Allocation(1.0, 1 * GB), Action.NOOP, Reason.WITHIN_BAND, None, None,
         signals=Signals(throttled_fraction=0.10),
     ),
-    "cpu-pressure-over-slo-bumps-cpu": Case(
+    "cpu-pressure-over-slo-while-throttled-bumps-cpu": Case(
         Allocation(1.0, 1 * GB), Action.RESIZE_IN_PLACE, Reason.SLO_PRESSURE, 1.2, 1 * GB,
+        signals=Signals(cpu_pressure=0.5, throttled_fraction=0.05),
+    ),
+    "cpu-pressure-from-a-busy-node-is-not-a-reason-to-grow": Case(
+        Allocation(1.0, 1 * GB), Action.NOOP, Reason.WITHIN_BAND, None, None,
         signals=Signals(cpu_pressure=0.5),
     ),
-    "memory-pressure-over-slo-grows-memory-by-buffer": Case(
+    "memory-pressure-near-the-limit-grows-memory-by-buffer": Case(
         Allocation(1.0, 1 * GB), Action.RESIZE_IN_PLACE, Reason.SLO_PRESSURE, 1.0, 1.1 * GB,
-        signals=Signals(memory_pressure=0.5),
+        signals=Signals(memory_pressure=0.5, memory_peak=0.95 * GB),
+    ),
+    "memory-pressure-far-below-the-limit-is-not-a-reason-to-grow": Case(
+        Allocation(1.0, 1 * GB), Action.NOOP, Reason.WITHIN_BAND, None, None,
+        signals=Signals(memory_pressure=0.5, memory_peak=0.5 * GB),
     ),
     "a-larger-prediction-wins-over-the-throttling-bump": Case(
         Allocation(2.0, 1 * GB), Action.RESIZE_IN_PLACE, Reason.PREDICTED_OVER, 2.2, 1 * GB,
@@ -508,3 +516,16 @@ def test_an_oom_long_after_a_shrink_leaves_memory_shrinking_at_full_pace() -> No
     _, st2 = decide(now=NOW, current=Allocation(1.0, 1 * GB),
                     predicted=Allocation(1.0, 1 * GB), signals=Signals(oom_kill=True), state=st)
     assert st2.memory_cautious_until == st.memory_cautious_until
+
+
+def test_an_application_latency_over_its_slo_grows_cpu_at_once() -> None:
+    d, _ = decide(
+        now=0.0,
+        current=Allocation(1.0, 1e9),
+        predicted=Allocation(0.5, 5e8),
+        signals=Signals(latency_over_slo=True),
+    )
+    assert d.action is Action.RESIZE_IN_PLACE
+    assert d.reason is Reason.SLO_LATENCY
+    assert d.cpu is not None
+    assert d.cpu >= 1.2 - 1e-9

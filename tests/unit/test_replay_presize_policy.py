@@ -220,12 +220,12 @@ def test_presize_gives_a_daily_periodic_workload_the_seasonal_model() -> None:
     series = Series("daily", cpu=cpu, mem=mem, initial_cpu=1.0, initial_mem=GiB)
     run, policy = replay(series, PresizeReplaySettings(seasonal_for_periodic=True))
     assert policy.classes.get("periodic", 0) >= 1
-    assert any(isinstance(m, SeasonalForecaster) for m in policy.cpu_ens.members)
+    assert any(isinstance(m, SeasonalForecaster) for m in policy.predictor.cpu_ens.members)
     assert (cpu[SCORED] > run.cpu_alloc[SCORED]).mean() <= 0.02
     # By default the class is still recorded, but no seasonal member joins (see the settings).
     _, plain = replay(series)
     assert plain.classes.get("periodic", 0) >= 1
-    assert not any(isinstance(m, SeasonalForecaster) for m in plain.cpu_ens.members)
+    assert not any(isinstance(m, SeasonalForecaster) for m in plain.predictor.cpu_ens.members)
 
 
 def test_presize_flat_series_decisions_are_mostly_quiet() -> None:

@@ -281,3 +281,26 @@ def test_round_cpu_brackets_the_value(cores: float, step: int) -> None:
     assert down <= nearest <= up
     assert up - down <= step / 1000 + noise
     assert math.isclose(round(up * 1000 / step), up * 1000 / step, abs_tol=1e-6)
+
+
+def test_keys_hash_like_their_fields_and_survive_pickling_into_another_process() -> None:
+    import pickle
+    import subprocess
+    import sys
+
+    from presize.model import ContainerKey, OwnerKind, WorkloadKey
+
+    key = ContainerKey(WorkloadKey("shop", OwnerKind.DEPLOYMENT, "web"), "app")
+    assert key == ContainerKey(WorkloadKey("shop", OwnerKind.DEPLOYMENT, "web"), "app")
+    assert len({key, ContainerKey(WorkloadKey("shop", OwnerKind.DEPLOYMENT, "web"), "app")}) == 1
+    code = (
+        "import pickle, sys; from presize.model import *; "
+        "k = pickle.loads(sys.stdin.buffer.read()); "
+        "fresh = ContainerKey(WorkloadKey('shop', OwnerKind.DEPLOYMENT, 'web'), 'app'); "
+        "print(hash(k) == hash(fresh) and {k: 1}.get(fresh) == 1)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=pickle.dumps(key), capture_output=True, check=True,
+        env={"PYTHONHASHSEED": "12345", "PYTHONPATH": "."},
+    )  # fmt: skip
+    assert out.stdout.strip() == b"True"

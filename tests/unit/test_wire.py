@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -33,14 +34,19 @@ from presize.model import (
     WorkloadKey,
 )
 from presize.wire import (
+    DiagnoseRequest,
     Diagnostics,
+    IoLimit,
     PolicyBounds,
     ProcessSample,
     Report,
+    ReportAck,
     Snapshot,
+    decode_ack,
     decode_report,
     decode_snapshot,
     decode_snapshot_json,
+    encode_ack,
     encode_report,
     encode_snapshot,
     encode_snapshot_json,
@@ -531,3 +537,47 @@ def test_bytes_like_payloads_are_accepted() -> None:
     payload = encode_snapshot_json(SNAPSHOT)
     assert decode_snapshot_json(memoryview(payload), max_bytes=CAP) == SNAPSHOT  # type: ignore[arg-type]
     assert decode_report(bytearray(encode_report(REPORT)), max_bytes=CAP) == REPORT  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- report acks
+
+
+def test_ack_round_trips_exactly() -> None:
+    ack = ReportAck(
+        sequence=41,
+        duplicate=True,
+        diagnose=(DiagnoseRequest("uid-1", "app"),),
+        io_limits=(IoLimit("uid-2", "db", 1e7, None, None, 500.0),),
+    )
+    assert decode_ack(encode_ack(ack), max_bytes=1 << 16) == ack
+
+
+@pytest.mark.parametrize(
+    ("tree", "message"),
+    [
+        (
+            {"version": 1, "sequence": "x", "duplicate": False, "diagnose": [], "io_limits": []},
+            "ack.sequence",
+        ),
+        (
+            {"version": 1, "sequence": 1, "duplicate": False, "diagnose": [["u"]], "io_limits": []},
+            "ack.diagnose[0]",
+        ),
+        (
+            {
+                "version": 1,
+                "sequence": 1,
+                "duplicate": False,
+                "diagnose": [],
+                "io_limits": [["u", "c", 0.0, None, None, None]],
+            },
+            "must be > 0",
+        ),
+        ({"version": 2, "sequence": 1}, "ack version 2"),
+    ],
+)
+def test_malformed_ack_raises_wire_error_naming_the_field(
+    tree: dict[str, object], message: str
+) -> None:
+    with pytest.raises(WireError, match=re.escape(message)):
+        decode_ack(msgpack.packb(tree), max_bytes=1 << 16)

@@ -1,4 +1,4 @@
-"""The workload a new pod belongs to, from its own metadata only (pure, no API lookups).
+"""The workload a pod belongs to, from its own metadata only (pure, no API lookups).
 
 The controller keys profiles by the top of the owner chain (Deployment, StatefulSet,
 DaemonSet, CronJob, Job, bare pod). At admission time the webhook sees only the pod, whose
