@@ -16,6 +16,7 @@ restarted controller does not repeat the change either.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -103,7 +104,7 @@ class Actuator:
                 workload=pod.workload,
                 type=EventType.WARNING,
                 reason="ScaleOutHint",
-                message=f"one replica cannot hold the forecast within its maximum: {plan.message}",
+                message=scale_out_hint(plan, workload),
             )
         if plan.action is Action.RESCHEDULE:
             return await self.reschedule(pod, now, workload, plan.message, book)
@@ -320,6 +321,20 @@ class Actuator:
             reason="ResizeRolledBack",
             message=message,
         )
+
+
+def scale_out_hint(plan: PodPlan, workload: WorkloadView | None) -> str:
+    """The SCALE_OUT Event: the replicas the forecast needs, or, when a HorizontalPodAutoscaler
+    owns the replica count, what to change in it (presize never fights an HPA)."""
+    replicas = workload.replicas if workload is not None and workload.replicas > 0 else 1
+    needed = max(replicas + 1, math.ceil(replicas * plan.overload))
+    if workload is not None and workload.autoscaled:
+        advice = (f"an autoscaler owns the replica count: let it reach at least {needed} "
+                  "replicas (maxReplicas, or a lower target)")  # fmt: skip
+    else:
+        advice = f"run at least {needed} replicas (now {replicas})"
+    return (f"one replica cannot hold the forecast within its maximum "
+            f"({plan.overload:.2f}x): {advice}; {plan.message}")  # fmt: skip
 
 
 def _quantities(c: ContainerResources) -> dict[str, str]:

@@ -70,6 +70,7 @@ class ContainerOutcome:
     decision: Decision
     state: DecisionState
     resize: ContainerResize | None
+    overload: float = 1.0  # predicted need / policy maximum, for a SCALE_OUT hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,11 @@ class PodPlan:
     reason: Reason
     message: str
     containers: tuple[ContainerOutcome, ...]
+
+    @property
+    def overload(self) -> float:
+        """How many times the policy maximum one replica would need (1 when it fits)."""
+        return max((c.overload for c in self.containers), default=1.0)
 
     @property
     def resizes(self) -> tuple[ContainerResize, ...]:
@@ -204,12 +210,20 @@ def plan_container(now: float, c: ContainerInput, base: PolicySettings) -> Conta
         return ContainerOutcome(name, held, c.state, None)
     floor = c.cpu_peak * settings.buffer if math.isfinite(c.cpu_peak) else 0.0
     resize = scaled_resources(c.resources, cpu, mem, cpu_limit_floor=floor)
+    overload = 1.0
+    if decision.action is Action.SCALE_OUT:
+        for need, bound in (
+            (predicted.cpu, c.effective.cpu),
+            (predicted.memory, c.effective.memory),
+        ):
+            if math.isfinite(need) and math.isfinite(bound.maximum) and bound.maximum > 0:
+                overload = max(overload, need * settings.buffer / bound.maximum)
     if _unchanged(c.resources, resize):
         held = Decision(Action.NOOP, Reason.WITHIN_BAND,
                         f"{decision.message}; already there once rounded and kept above the "
                         "CPU peak")  # fmt: skip
         return ContainerOutcome(name, held, c.state, None)
-    return ContainerOutcome(name, decision, state, resize)
+    return ContainerOutcome(name, decision, state, resize, overload)
 
 
 def _unchanged(c: ContainerResources, r: ContainerResize) -> bool:

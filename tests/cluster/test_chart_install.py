@@ -21,6 +21,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -34,7 +35,8 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from hack.cluster.localcluster import Binaries, LocalCluster
-from presize.wire import Snapshot, encode_snapshot_json
+from presize.model import PodRef, UsageWindow
+from presize.wire import Report, Snapshot, encode_report, encode_snapshot_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -44,10 +46,6 @@ SUFFIX = uuid.uuid4().hex[:6]
 RELEASE = f"presize-{SUFFIX}"  # contains "presize": object names are "<release>-<component>"
 NAMESPACE = f"presize-sys-{SUFFIX}"
 CRDS = ("workloadprofiles.presize.io", "presizepolicies.presize.io")
-
-
-
-
 
 
 @dataclass
@@ -277,10 +275,12 @@ def test_components_run_on_kwok_nodes(release: Release, kube: client.ApiClient) 
     )
     assert wait_for(
         "the PDB to allow one disruption",
-        lambda: client.PolicyV1Api(kube)
-        .read_namespaced_pod_disruption_budget(release.name("webhook"), NAMESPACE)
-        .status.disruptions_allowed
-        == 1,
+        lambda: (
+            client.PolicyV1Api(kube)
+            .read_namespaced_pod_disruption_budget(release.name("webhook"), NAMESPACE)
+            .status.disruptions_allowed
+            == 1
+        ),
         30,
     )
     assert pdb.spec.min_available == 1
@@ -305,6 +305,8 @@ def test_rbac_allows_what_each_component_needs(release: Release, kube: client.Ap
         (controller, "watch", "cronjobs", {"group": "batch"}),
         (controller, "list", "limitranges", {}),
         (controller, "create", "tokenreviews", {"group": "authentication.k8s.io"}),
+        (controller, "watch", "horizontalpodautoscalers", {"group": "autoscaling"}),
+        (controller, "list", "poddisruptionbudgets", {"group": "policy"}),
         (controller, "create", "leases", {"group": "coordination.k8s.io", "namespace": NAMESPACE}),
         (controller, "update", "leases",
          {"group": "coordination.k8s.io", "namespace": NAMESPACE, "name": controller}),
@@ -353,9 +355,13 @@ def test_rbac_denies_the_rest(release: Release, kube: client.ApiClient) -> None:
 
 
 def _token_kubeconfig(release: Release, kube: client.ApiClient, sa: str, path: Path) -> Path:
-    token = client.CoreV1Api(kube).create_namespaced_service_account_token(
-        sa, NAMESPACE, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
+    token = (
+        client.CoreV1Api(kube)
+        .create_namespaced_service_account_token(
+            sa, NAMESPACE, {"spec": {"expirationSeconds": 3600}}
+        )
+        .status.token
+    )
     cluster = release.cluster
     path.write_text(
         json.dumps(
@@ -436,7 +442,7 @@ def test_real_webhook_works_with_its_service_account(
         wait_for("the default ServiceAccount",
                  lambda: core.read_namespaced_service_account("default", opted_in))  # fmt: skip
         core.patch_namespace(NAMESPACE, {"metadata": {"labels": {"presize.io/enabled": "true"}}})
-        admissions = 'presize_webhook_admissions_total'
+        admissions = "presize_webhook_admissions_total"
         before = _metric(metrics(), admissions)
         pod = {
             "metadata": {"generateName": "p-"},
@@ -469,6 +475,106 @@ def test_real_webhook_works_with_its_service_account(
             core.delete_collection_namespaced_pod(
                 NAMESPACE, label_selector="!app.kubernetes.io/instance"
             )
+
+
+def test_real_controller_works_with_its_service_account(
+    release: Release, kube: client.ApiClient, tmp_path: Path
+) -> None:
+    """The controller process, authenticated as the chart's ServiceAccount: it takes the
+    release's Lease, watches what it needs without a 403, checks an agent's token with a
+    TokenReview (the agent's ServiceAccount, the chart's audience), and writes the
+    WorkloadProfile of the workload it was told about, status included."""
+    kubeconfig = _token_kubeconfig(release, kube, release.name("controller"), tmp_path / "kc.json")
+    core = client.CoreV1Api(kube)
+    agent_token = core.create_namespaced_service_account_token(
+        release.name("agent"), NAMESPACE,
+        {"spec": {"audiences": ["presize-controller"], "expirationSeconds": 3600}},
+    ).status.token  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["PYTHONPATH"] = str(REPO)
+    port = free_port()
+    log_path = tmp_path / "controller.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller", "--kubeconfig", str(kubeconfig),
+         "--host", "127.0.0.1", "--port", str(port), "--token-audience", "presize-controller",
+         "--agent-identity", f"system:serviceaccount:{NAMESPACE}:{release.name('agent')}",
+         "--leader-elect", "--lease-name", release.name("controller"),
+         "--lease-namespace", NAMESPACE, "--identity", "rbac-test",
+         "--step", "10", "--profile-period", "1", "--checkpoint-period", "1"],
+        cwd=REPO, env=env, stdout=log, stderr=log,
+    )  # fmt: skip
+    team = f"presize-team-{SUFFIX}"
+    coord = client.CoordinationV1Api(kube)
+    custom = client.CustomObjectsApi(kube)
+    try:
+        core.create_namespace(
+            {"metadata": {"name": team, "labels": {"presize.io/enabled": "true"}}}
+        )
+        wait_for("the default ServiceAccount",
+                 lambda: core.read_namespaced_service_account("default", team))  # fmt: skip
+        pod = core.create_namespaced_pod(team, {
+            "metadata": {"name": "solo"},
+            "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1",
+                                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                                   "limits": {"cpu": "200m", "memory": "128Mi"}}}],
+                     "tolerations": [{"operator": "Exists"}]},
+        })  # fmt: skip
+
+        def leading() -> bool:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            lease = coord.read_namespaced_lease(release.name("controller"), NAMESPACE)
+            return bool(lease.spec.holder_identity == "rbac-test")
+
+        wait_for("the controller to take the release's Lease", leading, 60)
+
+        def post(token: str) -> int:
+            now = time.time()
+            windows = tuple(
+                UsageWindow(pod=PodRef(team, "solo", pod.metadata.uid, "kwok-node-0"),
+                            container="app", start=now - 60 + 10 * i, seconds=10.0, samples=10,
+                            cpu_mean=0.05, cpu_max=0.06, cpu_p50=0.05, cpu_p90=0.05,
+                            cpu_p99=0.06, cpu_throttled_fraction=0.0, mem_mean=3e7,
+                            mem_max=3.2e7)
+                for i in range(5)
+            )  # fmt: skip
+            body = encode_report(Report(node="kwok-node-0", agent_id="rbac", sent_at=now,
+                                        sequence=int(now * 1000), windows=windows))  # fmt: skip
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/reports", data=body, method="POST",
+                headers={"Authorization": f"Bearer {token}",
+                         "Content-Type": "application/msgpack"},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=5) as resp:
+                    return int(resp.status)
+            except urllib.error.HTTPError as err:
+                return int(err.code)
+
+        assert post("not-a-token") == 401
+        wait_for("the agent's report accepted", lambda: post(agent_token) == 200, 60)
+
+        def profile() -> bool:
+            post(agent_token)
+            obj = custom.get_namespaced_custom_object(
+                "presize.io", "v1alpha1", team, "workloadprofiles", "pod-solo"
+            )
+            return bool((obj.get("status") or {}).get("checkpoint"))
+
+        wait_for("the controller to write the WorkloadProfile with its status", profile, 90)
+        text = log_path.read_text()
+        assert "HTTP 403" not in text, text[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        log.close()
+        with contextlib.suppress(ApiException):
+            core.delete_namespace(team)
 
 
 def test_uninstall_cleans_up(release: Release, kube: client.ApiClient) -> None:

@@ -79,7 +79,7 @@ class Presize:
         path.write_text(token.status.token)
         return path
 
-    def start_controller(self) -> None:
+    def start_controller(self, time_scale: float = TIME_SCALE, *extra: str) -> None:
         self.starts += 1
         log = open(self.work / f"controller-{self.starts}.log", "wb")  # noqa: SIM115
         self.controller = subprocess.Popen(
@@ -87,9 +87,9 @@ class Presize:
              "--host", "127.0.0.1", "--port", str(self.port), "--default-mode", "initial",
              "--token-audience", "presize-controller",
              "--agent-identity", f"system:serviceaccount:{SA_NAMESPACE}:agent",
-             "--time-scale", str(TIME_SCALE), "--step", "10", "--urgent-period", "2",
+             "--time-scale", str(time_scale), "--step", "10", "--urgent-period", "2",
              "--profile-period", "5", "--rollback-window", "900", "--no-leader-elect",
-             "--log-level", "INFO"],
+             "--log-level", "INFO", *extra],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_for(self._healthy, 60, "the controller's /healthz", self.controller_log)
@@ -405,3 +405,50 @@ def test_a_growth_the_node_cannot_hold_reschedules_within_the_budget(
         wait_for(lambda: bool(events(kube, ns, "RescheduleDeferred")), 180,
                  "a deferred reschedule", pods_and_log)  # fmt: skip
         assert not events(kube, ns, "Rescheduled")
+
+
+def test_a_leak_raises_the_alert_and_is_not_fed(
+    presize: Presize, kube: client.ApiClient, auto_namespace: str
+) -> None:
+    """Memory grows 40 MiB a minute. With time compressed 360x (the detector's 6 h minimum
+    span is a minute) the controller flags a suspected leak with a Warning Event on the
+    workload, and from then on holds the container's memory instead of growing it; the
+    policy maximum caps it in any case."""
+    ns = auto_namespace
+    presize.kill_controller()
+    presize.start_controller(360.0, "--anomaly-period", "10")
+    try:
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            "presize.io", "v1alpha1", ns, "presizepolicies",
+            {"apiVersion": "presize.io/v1alpha1", "kind": "PresizePolicy",
+             "metadata": {"name": "cap"},
+             "spec": {"containers": [{"name": "*", "maxAllowed": {"memory": "600Mi"}}]}},
+        )  # fmt: skip
+        load = {"memory": {"pattern": "leak", "start_mb": 40, "mb_per_min": 40}}
+        client.AppsV1Api(kube).create_namespaced_deployment(
+            ns, deployment("leaky", cpu="100m", memory="200Mi", load=load)
+        )
+        running_pod(kube, ns, "leaky")
+        wait_for(lambda: bool(events(kube, ns, "MemoryLeakSuspected")), 300,
+                 "the leak alert", presize.controller_log)  # fmt: skip
+        alerts = events(kube, ns, "MemoryLeakSuspected")
+        assert {e.type for e in alerts} == {"Warning"}
+        # On the pod and on its workload (kubectl describe shows it on either).
+        assert {e.involved_object.kind for e in alerts} == {"Pod", "Deployment"}
+        limits: list[float] = []
+
+        def memory_limit() -> float:
+            from presize.units import parse_bytes
+
+            pods = [p for p in pods_of(kube, ns, "leaky") if p.status.phase == "Running"]
+            return max(parse_bytes(p.spec.containers[0].resources.limits["memory"]) for p in pods)
+
+        at_alert = memory_limit()
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            limits.append(memory_limit())
+            time.sleep(3)
+        assert max(limits) <= max(at_alert, 600 * 2**20), "memory was grown after the alert"
+    finally:
+        presize.kill_controller()
+        presize.start_controller()

@@ -338,3 +338,21 @@ def test_recent_windows_give_signals_and_health_and_forget_old_pods() -> None:
     assert h.samples == 20
     recent.prune(200.0)
     assert len(recent) == 0
+
+
+@pytest.mark.parametrize(
+    ("autoscaled", "expected"),
+    [(False, "run at least 9 replicas (now 2)"), (True, "let it reach at least 9 replicas")],
+)
+def test_a_scale_out_hint_names_the_replicas_the_forecast_needs(
+    autoscaled: bool, expected: str
+) -> None:
+    from controller.actuator import scale_out_hint
+    from controller.orchestrator import WorkloadView
+
+    a = ContainerResources("a", 0.5, 0.5, 256 * MiB, 256 * MiB)
+    plan = plan_pod(0.0, _pod(a), {"a": _input(a, Allocation(4.0, 200 * MiB), cpu=Bounds(0, 1.0))},
+                    Allocation(8.0, 1e12), PolicySettings())  # fmt: skip
+    assert plan.overload == pytest.approx(4.4)
+    hint = scale_out_hint(plan, WorkloadView(WEB, replicas=2, ready=2, autoscaled=autoscaled))
+    assert expected in hint
