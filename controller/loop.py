@@ -101,7 +101,6 @@ class Controller:
         self.last_decided: dict[str, float] = {}
         self.last_seen: dict[WorkloadKey, float] = {}
         self.generation = 0
-        self._snapshot: Snapshot | None = None
         self._predicted: dict[ContainerKey, Allocation] = {}
         self.latency = LatencyScraper()
         self.actuator = Actuator(
@@ -299,6 +298,7 @@ class Controller:
         if not urgent_only:
             slos = [p.slo.latency for ps in self.book.policies.values() for p in ps]
             await self.latency.scrape(s for s in slos if s is not None)
+        await self._publish_diagnostics()
         reverted = await self.actuator.judge_changes(now, self.pods_by_uid, self.book)
         if urgent_only:
             targets = [self.pods_by_uid[u] for u in self.urgent if u in self.pods_by_uid]
@@ -403,9 +403,7 @@ class Controller:
         )
         if not (self.act and acts(mode)):
             return plan.action
-        done = await self.actuator.carry_out(
-            pod, plan, now, workloads.get(pod.workload), self.book
-        )
+        done = await self.actuator.carry_out(pod, plan, now, workloads.get(pod.workload), self.book)
         if not done:
             # Nothing changed: no cooldown starts. The signal's own tracking (since when a
             # shrink has been due) is kept, so the change is made as soon as it can be.
@@ -420,29 +418,44 @@ class Controller:
                 )
         return plan.action
 
+    async def _publish_diagnostics(self) -> None:
+        """Diagnostics snapshots the agents took on request go to the pod as an Event (the
+        processes by memory and CPU, and the memory.stat lines that explain a leak)."""
+        pending, self.diagnostics = self.diagnostics, {}
+        for (uid, container), d in pending.items():
+            pod = self.pods_by_uid.get(uid)
+            await self.orch.record_event(
+                pod=pod.ref if pod else d.pod, workload=pod.workload if pod else None,
+                type=EventType.NORMAL, reason="DiagnosticsTaken",
+                message=diagnostics_summary(container, d),
+            )  # fmt: skip
+
     def _inherit(self, record: WorkloadRecord, container: str) -> DecisionState:
         """A new pod starts with its workload's backoff (a rolled-back direction stays held)."""
         return record.backoff.get(container, DecisionState())
 
     # ------------------------------------------------------------------ profiles out
 
+    def recommendation(self, profile: ContainerProfile, now: float) -> Recommendation | None:
+        """One container's recommendation with its namespace's policy applied (buffer, min and
+        max; memory never below the recent peak): what the webhook injects and the
+        WorkloadProfile shows, the same numbers in both places."""
+        key = profile.key
+        effective = self.book.resolve(key.workload.namespace, key.container, {})
+        rec = profile.recommendation(now, effective.buffer or self.s.predictor.policy.buffer)
+        if rec is None:
+            return None
+        return replace(
+            rec,
+            cpu=replace(rec.cpu, target=effective.cpu.clamp(rec.cpu.target)),
+            memory=replace(
+                rec.memory, target=effective.memory.clamp(max(rec.memory.target, rec.mem_peak))
+            ),
+        )
+
     def recommendations(self, now: float) -> list[Recommendation]:
-        out: list[Recommendation] = []
-        for key, profile in self.profiles.items():
-            effective = self.book.resolve(key.workload.namespace, key.container, {})
-            buffer = effective.buffer or self.s.predictor.policy.buffer
-            rec = profile.recommendation(now, buffer)
-            if rec is not None:
-                lo_cpu, lo_mem = effective.cpu, effective.memory
-                rec = replace(
-                    rec,
-                    cpu=replace(rec.cpu, target=lo_cpu.clamp(rec.cpu.target)),
-                    memory=replace(
-                        rec.memory, target=lo_mem.clamp(max(rec.memory.target, rec.mem_peak))
-                    ),
-                )
-                out.append(rec)
-        return out
+        recs = (self.recommendation(p, now) for p in self.profiles.values())
+        return [r for r in recs if r is not None]
 
     def snapshot(self, now: float) -> Snapshot:
         """What the webhook serves from; rebuilt when profiles changed."""
@@ -454,7 +467,6 @@ class Controller:
             namespace_modes=tuple(sorted(self.book.namespace_modes.items())),
             policy_bounds=self.book.snapshot_bounds(),
         )
-        self._snapshot = snap
         self.metrics.snapshot_generation.set(self.generation)
         return snap
 
@@ -555,9 +567,7 @@ class Controller:
             if not (all_ or record.dirty or any(p.dirty for p in profiles)):
                 continue
             recs = {
-                r.key.container: r
-                for r in (p.recommendation(now, self.s.predictor.policy.buffer) for p in profiles)
-                if r
+                r.key.container: r for r in (self.recommendation(p, now) for p in profiles) if r
             }
             status = build_status(
                 now=now,
@@ -619,6 +629,19 @@ class Controller:
             record.dirty = False
         self.metrics.profiles.set(len(self.profiles))
         return restored
+
+
+def diagnostics_summary(container: str, d: Diagnostics, top: int = 5) -> str:
+    """One line for people: the heaviest processes and the memory.stat figures that matter."""
+    procs = sorted(d.processes, key=lambda p: p.rss_bytes, reverse=True)[:top]
+    shown = ", ".join(
+        f"{p.name}[{p.pid}] {p.rss_bytes / 2**20:.0f}Mi {p.cpu_cores:.2f} cores" for p in procs
+    )
+    stat = dict(d.memory_stat)
+    keys = ("anon", "rss", "file", "cache", "shmem", "inactive_file")
+    memory = ", ".join(f"{k} {stat[k] / 2**20:.0f}Mi" for k in keys if k in stat)
+    logs = f"; {len(d.log_lines)} recent log match(es)" if d.log_lines else ""
+    return f"{container}: processes {shown or 'none seen'}; memory.stat {memory or 'n/a'}{logs}"
 
 
 def _nz(x: float) -> float:

@@ -345,3 +345,28 @@ def test_a_store_that_is_down_loses_nothing_and_an_orchestrator_that_is_down_cra
     assert orch.resizes
     assert asyncio.run(ctl.checkpoint(d.now)) == 1
     assert WEB in store.saved
+
+
+def test_a_diagnostics_snapshot_from_the_agent_becomes_an_event_on_the_pod() -> None:
+    from presize.wire import Diagnostics, ProcessSample
+
+    orch = cluster()
+    ctl = make(orch)
+    p = orch.pods["uid-web-0"]
+    asyncio.run(ctl.refresh(0.0))
+    snapshot = Diagnostics(
+        pod=p.ref, container="app", taken_at=5.0,
+        processes=(ProcessSample(7, "java", 0.5, 900 * MiB), ProcessSample(9, "sh", 0.0, MiB)),
+        memory_stat=(("anon", int(850 * MiB)), ("file", int(40 * MiB))),
+        log_lines=("java.lang.OutOfMemoryError: Java heap space",),
+    )  # fmt: skip
+    ctl.on_report(Report(node="node-0", agent_id="a", sent_at=5.0, sequence=1,
+                         diagnostics=(snapshot,)), 5.0)  # fmt: skip
+    asyncio.run(ctl.cycle(10.0))
+    (event,) = [e for e in orch.events if e.reason == "DiagnosticsTaken"]
+    assert event.pod == p.ref
+    assert "java[7] 900Mi 0.50 cores" in event.message
+    assert "anon 850Mi" in event.message
+    assert "1 recent log match" in event.message
+    asyncio.run(ctl.cycle(20.0))
+    assert len([e for e in orch.events if e.reason == "DiagnosticsTaken"]) == 1  # once
