@@ -379,6 +379,17 @@ def _token_kubeconfig(release: Release, kube: client.ApiClient, sa: str, path: P
     return path
 
 
+def _stop(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
+    """SIGTERM the process this test started (by its pid), SIGKILL it after ``grace_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def _metric(text: str, name: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -461,13 +472,7 @@ def test_real_webhook_works_with_its_service_account(
         time.sleep(1)
         assert _metric(metrics(), admissions) == before
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        _stop(proc, grace_s=10)
         log.close()
         with contextlib.suppress(ApiException):
             core.delete_namespace(opted_in)
@@ -565,13 +570,7 @@ def test_real_controller_works_with_its_service_account(
         text = log_path.read_text()
         assert "HTTP 403" not in text, text[-3000:]
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        _stop(proc, grace_s=20)
         log.close()
         with contextlib.suppress(ApiException):
             core.delete_namespace(team)

@@ -56,6 +56,24 @@ def images(docker_engine: Engine, base_image: str) -> dict[str, float]:
     return seconds
 
 
+def _wait_healthy(engine: Engine, cid: str, port: int, what: str, timeout: float = 60) -> None:
+    """Until the container answers 200 on http://127.0.0.1:<port>/healthz; fails with its logs
+    if it exits first, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    status = 0
+    while time.monotonic() < deadline and status != 200:
+        state = json.loads(engine.run("inspect", cid).stdout)[0]["State"]
+        if not state["Running"]:
+            logs = engine.run("logs", cid, check=False)
+            pytest.fail(f"{what} exited {state['ExitCode']}:\n{logs.stderr[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                status = resp.status
+        except OSError:
+            time.sleep(0.3)
+    assert status == 200, f"no /healthz answer from the {what} within {timeout:.0f} s"
+
+
 def _python_in(engine: Engine, image: str, code: str) -> tuple[int, str]:
     proc = engine.run(
         "run",
@@ -171,20 +189,7 @@ def test_agent_image_reads_host_cgroups(docker_engine: Engine, images: dict[str,
         "--spool-dir=/tmp/spool", "--metrics-host=127.0.0.1", f"--metrics-port={port}",
     ).stdout.strip()  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        status = 0
-        while time.monotonic() < deadline and status != 200:
-            state = json.loads(docker_engine.run("inspect", cid).stdout)[0]["State"]
-            if not state["Running"]:
-                logs = docker_engine.run("logs", cid, check=False)
-                pytest.fail(f"agent exited {state['ExitCode']}:\n{logs.stderr[-3000:]}")
-            try:
-                url = f"http://127.0.0.1:{port}/healthz"
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    status = resp.status
-            except OSError:
-                time.sleep(0.3)
-        assert status == 200, "no /healthz answer from the agent within 60 s"
+        _wait_healthy(docker_engine, cid, port, "agent")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             assert "presize_agent" in resp.read().decode()
         time.sleep(2)  # a few more ticks
@@ -219,19 +224,7 @@ def test_controller_image_runs_the_controller_and_stops_cleanly(
         "--host=127.0.0.1", f"--port={port}",
     ).stdout.strip()  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        status = 0
-        while time.monotonic() < deadline and status != 200:
-            state = json.loads(docker_engine.run("inspect", cid).stdout)[0]["State"]
-            if not state["Running"]:
-                logs = docker_engine.run("logs", cid, check=False)
-                pytest.fail(f"controller exited {state['ExitCode']}:\n{logs.stderr[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    status = r.status
-            except OSError:
-                time.sleep(0.3)
-        assert status == 200, "no /healthz answer from the controller within 60 s"
+        _wait_healthy(docker_engine, cid, port, "controller")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             assert "presize_controller_reports" in resp.read().decode()
         docker_engine.run("stop", "-t", "20", cid)
