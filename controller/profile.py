@@ -362,6 +362,8 @@ class ContainerProfile:
             "absError": self.abs_error,
             "naiveError": self.naive_error,
             "oomKills": self.oom_kills,
+            # The week of hourly memory peaks outlives the step history a checkpoint keeps.
+            "weeklyPeaks": self.predictor.weekly_state(),
         }
 
     def restore(self, data: dict[str, object]) -> int:
@@ -385,4 +387,9 @@ class ContainerProfile:
         self.abs_error = float(data.get("absError", self.abs_error))  # type: ignore[arg-type]
         self.naive_error = float(data.get("naiveError", self.naive_error))  # type: ignore[arg-type]
         self.oom_kills = int(data.get("oomKills", self.oom_kills))  # type: ignore[call-overload]
+        weekly = data.get("weeklyPeaks")
+        if isinstance(weekly, list):
+            self.predictor.load_weekly_state(
+                [(int(b), float(v)) for b, v in weekly]  # a v2 checkpoint may lack it
+            )
         return int(n)

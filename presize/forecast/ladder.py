@@ -33,13 +33,16 @@ class PeakLadderForecaster:
         self._breaches: list[deque[float]] = [deque() for _ in self.s.windows_steps]
         self._first: float | None = None
 
-    def observe(self, time: float, value: float) -> None:
+    def observe(self, time: float, value: float, *, expected: float = math.nan) -> None:
+        """One sample. ``expected`` is a level another forecaster had already predicted for
+        this time (the weekly guard's): a value within it is no surprise and breaks no trust."""
         if not math.isnan(value):
             if self._first is None:
                 self._first = time
+            surprise = math.isnan(expected) or value > expected
             for window, breaches in zip(self._windows, self._breaches, strict=True):
                 m = window.value()
-                if not math.isnan(m) and value > self.s.factor * m:
+                if surprise and not math.isnan(m) and value > self.s.factor * m:
                     breaches.append(time)
         horizon = time - self.s.trust_s
         for breaches in self._breaches:

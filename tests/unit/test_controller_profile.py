@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from controller_fakes import MiB, deployment
@@ -101,3 +102,31 @@ def test_a_checkpoint_restores_the_history_and_the_counters() -> None:
 def test_a_checkpoint_of_another_version_is_refused() -> None:
     with pytest.raises(ValueError, match="version"):
         profile().restore({"v": 99, "steps": 0, "history": ""})
+
+
+def test_a_checkpoint_keeps_the_week_of_memory_peaks_beyond_its_step_history() -> None:
+    # A compressed clock (a day of 6000 s, an hour of 600 s): the week is 700 one-minute steps.
+    settings = replace(
+        PredictorSettings(weekly_margin_hours=1), day_s=6000.0, hour_s=600.0
+    ).for_step(60.0)
+
+    def compressed() -> ContainerProfile:
+        return ContainerProfile(
+            KEY, start=0.0, step_s=60.0, history_s=86400.0, predictor=settings,
+            seasonal=SEASONAL,
+        )
+
+    p = compressed()
+    for i in range(800):
+        mem = 2000 * MiB if 100 <= i < 103 else 200 * MiB  # a spike at minutes 100-102
+        p.observe_step(60.0 * i, StepValues(cpu=0.5, mem=mem))
+    # The checkpoint keeps 100 minutes of steps, long after the spike ...
+    data = p.checkpoint(keep_s=6000.0)
+    assert int(data["steps"]) <= 101  # type: ignore[call-overload]
+    q = compressed()
+    q.restore(json.loads(json.dumps(data)))
+    # ... but the hourly peaks come back, and with them the spike's recurrence a week on.
+    assert q.predictor.weekly_state() == p.predictor.weekly_state()
+    week = 7 * 6000.0
+    assert q.predict(week + 60.0 * 100).usage.memory >= 2000 * MiB
+    assert q.predict(week + 60.0 * 300).usage.memory < 1000 * MiB

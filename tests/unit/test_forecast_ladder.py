@@ -125,6 +125,19 @@ def test_ladder_falls_back_to_the_longest_window_after_a_new_high() -> None:
     assert c.ladder.ceiling() == pytest.approx(2.1)
 
 
+def test_a_high_another_forecaster_expected_breaks_no_trust() -> None:
+    c = Clocked().feed(*[1.0] * 12)
+    assert c.window() == 2
+    c.step += 1
+    c.ladder.observe(c.now, 2.0, expected=2.1)  # foreseen (the weekly guard's level)
+    assert c.window() == 2  # still the tightest window: it drops the high in two steps
+    c.feed(1.0, 1.0)
+    assert c.point() == 1.0
+    c.step += 1
+    c.ladder.observe(c.now, 3.0, expected=2.1)  # beyond what was foreseen: a surprise
+    assert c.window() == 8
+
+
 def test_ladder_does_not_trust_a_window_holding_only_gaps() -> None:
     c = Clocked().feed(*[1.0] * 12)
     c.feed(math.nan, math.nan)

@@ -247,3 +247,36 @@ def test_presize_does_not_grow_across_a_long_gap() -> None:
     run, _ = replay(Series("gap", cpu=cpu, mem=mem, initial_cpu=0.5, initial_mem=GiB),
                     PresizeReplaySettings())
     assert np.nanmax(run.cpu_alloc) < 20.0
+
+
+# ------------------------------------------------------------------------ weekly memory peaks
+def weekly_spikes(days: int = 16) -> Series:
+    """Flat 1 GiB with a 15-minute spike to 4 GiB at the same time every week (day 1.5, 8.5,
+    15.5): a weekly batch job."""
+    n = days * STEPS_PER_DAY
+    rng = np.random.default_rng(3)
+    mem = GiB * (1 + rng.normal(0, 0.005, n))
+    week = 7 * STEPS_PER_DAY
+    for start in range(STEPS_PER_DAY * 3 // 2, n, week):
+        mem[start : start + 3] = 4 * GiB
+    cpu = 0.5 + rng.normal(0, 0.02, n)
+    return Series("weekly", cpu=cpu, mem=mem, initial_cpu=0.5, initial_mem=GiB)
+
+
+@pytest.mark.parametrize("guard", [True, False], ids=["weekly-guard", "no-guard"])
+def test_a_weekly_memory_spike_is_met_a_week_later_and_not_held_for_days(guard: bool) -> None:
+    series = weekly_spikes()
+    settings = PresizeReplaySettings() if guard else replace(
+        PresizeReplaySettings(), weekly_margin_hours=None
+    )
+    run, _ = replay(series, settings)
+    second = STEPS_PER_DAY * 3 // 2 + 7 * STEPS_PER_DAY
+    ooms = np.nonzero(series.mem[second : second + 3] > run.mem_alloc[second : second + 3])[0]
+    half_day_later = run.mem_alloc[second + STEPS_PER_DAY // 2]
+    if guard:
+        # The recurrence was foreseen: no OOM, and the spike is let go within hours.
+        assert len(ooms) == 0
+        assert half_day_later < 1.5 * GiB
+    else:
+        # Without the guard the ladder had let go of last week's spike: the recurrence OOMs.
+        assert len(ooms) >= 1
