@@ -169,10 +169,6 @@ class UsagePredictor:
             self.weekly.observe(time, mem_peak)
         self.observed += 1
 
-    def gap(self) -> None:
-        """A step with no observation: not evidence of anything (windows count observed
-        samples only, so nothing changes)."""
-
     def memory_peak(self) -> float:
         """The highest memory of the last hour (0 before any observation)."""
         peak = self.mem_recent.value()

@@ -64,7 +64,6 @@ class PresizeSeriesPolicy:
             # windows of observed samples, so an intermittent job keeps its profile across
             # the gap instead of starting from nothing when it comes back. Nothing happened in
             # a gap either: no OOM, no throttling (stale signals would bump every step).
-            self.predictor.gap()
             self.signals = Signals(memory_peak=self.signals.memory_peak)
             return
         self.predictor.observe(obs.time, obs.cpu, obs.mem_peak)
