@@ -20,6 +20,7 @@ logged; dry-run (``act=False``) decides and logs everything but sends no action.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time as _time
@@ -95,6 +96,10 @@ class Controller:
         self.book = PolicyBook.build({}, {}, default_mode)
         self.cluster = ClusterState(taken_at=0.0)
         self.urgent: set[str] = set()
+        # One cycle at a time: the urgent and full timers can fire together, and a cycle that
+        # awaits the API server (a rollback in flight) must not let another decide the same
+        # pod from the view that rollback is undoing.
+        self._cycling = asyncio.Lock()
         self.unresolved: deque[tuple[float, Report]] = deque(maxlen=1000)
         self.diagnostics: dict[tuple[str, str], Diagnostics] = {}
         self.diagnose_wanted: set[DiagnoseRequest] = set()
@@ -288,7 +293,12 @@ class Controller:
     # ------------------------------------------------------------------ the cycle
 
     async def cycle(self, now: float, *, urgent_only: bool = False) -> dict[str, int]:
-        """One decision cycle; returns counts by action for logs, tests and the benchmark."""
+        """One decision cycle; returns counts by action for logs, tests and the benchmark.
+        Cycles never overlap (a second one waits for the first)."""
+        async with self._cycling:
+            return await self._cycle(now, urgent_only=urgent_only)
+
+    async def _cycle(self, now: float, *, urgent_only: bool) -> dict[str, int]:
         started = _time.perf_counter()
         await self.refresh(now)
         self.forget_gone(now)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from controller_fakes import (
@@ -22,8 +22,9 @@ from controller_fakes import (
 )
 
 from controller.loop import Controller
+from controller.orchestrator import ActionResult, ContainerResize
 from controller.settings import ControllerSettings
-from presize.model import Mode
+from presize.model import Mode, PodRef
 from presize.wire import Report
 
 NS = "shop"
@@ -370,3 +371,50 @@ def test_a_diagnostics_snapshot_from_the_agent_becomes_an_event_on_the_pod() -> 
     assert "1 recent log match" in event.message
     asyncio.run(ctl.cycle(20.0))
     assert len([e for e in orch.events if e.reason == "DiagnosticsTaken"]) == 1  # once
+
+
+class SlowResizes(FakeOrchestrator):
+    """Resizes take a moment, as over the API server: other tasks run while one is in flight."""
+
+    async def resize(self, pod: PodRef, changes: Sequence[ContainerResize]) -> ActionResult:
+        await asyncio.sleep(0.01)
+        return await super().resize(pod, changes)
+
+
+def test_an_urgent_cycle_waits_for_a_full_cycle_whose_rollback_is_in_flight() -> None:
+    """The runtime's urgent (5 s) and full (30 s) timers can fire together. A rollback judged
+    by one cycle must not race a decision on the same pod in the other, made from the view
+    the rollback is undoing: the pod ends at the limit the rollback restored."""
+    orch = SlowResizes(modes={NS: Mode.AUTO})
+    orch.nodes["node-0"] = node()
+    p = pod(NS, "web-0", WEB, cpu=2.0, mem=256 * MiB)
+    orch.pods[p.ref.uid] = p
+    ctl = make(orch, rollback_window_s=300.0)
+    d = Driver(orch, ctl)
+
+    def throttled(cpu: float, limit: float) -> float:
+        return 0.6 if limit < 2.0 else 0.0  # the shrink hurts
+
+    while not ctl.actuator.watching:  # until the first shrink is under watch
+        d.run(5.0, lambda t: (0.3, 100 * MiB), throttled=throttled)
+        assert d.now < 1_700_000_000.0 + 4 * 3600, "the controller never shrank"
+    change = ctl.actuator.watching[p.ref.uid]
+    assert cpu_limit(orch) < 2.0
+    # Reports (throttled) arrive until the watch has its answer; no cycles meanwhile.
+    while d.now < change.at + 300.0:
+        d.now += 10.0
+        d.seq += 1
+        view = orch.pods[p.ref.uid]
+        limit = view.containers[0].cpu_limit or math.inf
+        ctl.on_report(Report(node="node-0", agent_id="a", sent_at=d.now, sequence=d.seq,
+                             windows=(window(view, d.now - 10.0, cpu=0.3, mem=100 * MiB,
+                                             throttled=throttled(0.3, limit)),)),
+                      d.now)  # fmt: skip
+    ctl.urgent.add(p.ref.uid)  # an agent flagged the pod: the urgent cycle will decide it
+
+    async def both() -> None:
+        await asyncio.gather(ctl.cycle(d.now), ctl.cycle(d.now, urgent_only=True))
+
+    asyncio.run(both())
+    assert [e.reason for e in orch.events].count("ResizeRolledBack") == 1
+    assert cpu_limit(orch) == pytest.approx(2.0)  # the rollback's limit, not a bump of the shrink
