@@ -592,22 +592,11 @@ class LocalCluster:
                 if proc is None:
                     continue
                 if proc.popen is not None:
-                    self._stop_popen(proc.popen, timeout)
+                    stop_popen(proc.popen, timeout)
                 else:
                     stop_pid(proc.pid, proc.start_time, timeout)
             if self._procs:
                 self._write_state(running=False)
-
-    @staticmethod
-    def _stop_popen(popen: subprocess.Popen[bytes], timeout: float) -> None:
-        if popen.poll() is not None:
-            return
-        popen.terminate()
-        try:
-            popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait(10)
 
     def exited(self) -> dict[str, int]:
         """Components that have exited since start, with their exit codes."""
@@ -1155,3 +1144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def stop_popen(popen: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM a process this code started (by its pid), SIGKILL it after ``timeout``."""
+    if popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(10)

@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 
 from agent.kube import KubePods
-from hack.cluster.localcluster import LocalCluster
+from hack.cluster.localcluster import LocalCluster, stop_popen
 from presize.model import OwnerKind, WorkloadKey
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -132,7 +132,7 @@ def test_an_api_server_restart_does_not_break_the_watch(
 
     proc = local_cluster._procs["kube-apiserver"]
     assert proc.popen is not None
-    local_cluster._stop_popen(proc.popen, 15.0)
+    stop_popen(proc.popen, 15.0)
     try:
         eventually("the watch notices the API server is down",
                    lambda: directory.stats.failures > 0, timeout=60)  # fmt: skip

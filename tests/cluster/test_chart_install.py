@@ -34,7 +34,7 @@ from cluster_helpers import free_port, wait_for
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from hack.cluster.localcluster import Binaries, LocalCluster
+from hack.cluster.localcluster import Binaries, LocalCluster, stop_popen
 from presize.model import PodRef, UsageWindow
 from presize.wire import Report, Snapshot, encode_report, encode_snapshot_json
 
@@ -379,17 +379,6 @@ def _token_kubeconfig(release: Release, kube: client.ApiClient, sa: str, path: P
     return path
 
 
-def _stop(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
-    """SIGTERM the process this test started (by its pid), SIGKILL it after ``grace_s``."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def _metric(text: str, name: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -472,7 +461,7 @@ def test_real_webhook_works_with_its_service_account(
         time.sleep(1)
         assert _metric(metrics(), admissions) == before
     finally:
-        _stop(proc, grace_s=10)
+        stop_popen(proc, 10)
         log.close()
         with contextlib.suppress(ApiException):
             core.delete_namespace(opted_in)
@@ -570,7 +559,7 @@ def test_real_controller_works_with_its_service_account(
         text = log_path.read_text()
         assert "HTTP 403" not in text, text[-3000:]
     finally:
-        _stop(proc, grace_s=20)
+        stop_popen(proc, 20)
         log.close()
         with contextlib.suppress(ApiException):
             core.delete_namespace(team)
