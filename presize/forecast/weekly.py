@@ -2,17 +2,17 @@
 
 Why: on the traces presize is measured on, some memory peaks come back on a weekly clock (a
 weekly spike to 20-30 GB on some Bitbrains VMs, day-1 and day-8 peaks of a family of Google
-2011 jobs; in a cluster, a weekly batch or backup). A trailing window can only
-cover such a peak by holding it for days after it happened, or be caught out when it returns.
-Remembering the peak of each hour for the last week turns the recurrence into a forecast: for
-the next step, the highest peak seen within ``± margin`` of the same time a week earlier. The
-ladder can then let go of a peak sooner, because the week-ahead recurrence is covered by this
-guard instead of by holding.
+2011 jobs; in a cluster, a weekly batch or backup). A trailing window can only cover such a
+peak by holding it for days after it happened, or be caught out when it returns. Remembering
+the peak of each hour for the last week turns the recurrence into a forecast: for the next
+step, the highest peak seen within ``± margin`` of the same time a week earlier. The ladder
+can then let go of a peak sooner, because the week-ahead recurrence is covered by this guard
+instead of by holding.
 
 State is one maximum per hour in a fixed ring of a week and a few hours (about 180 slots of
-two machine numbers, ~3 KB: the controller keeps one per container profile, that is per
-workload and container name), so the guard costs an array update per observation and a handful of lookups per
-forecast.
+two machine numbers, ~3 KB; the controller keeps one per container profile, that is per
+workload and container name), so the guard costs an array update per observation and a
+handful of lookups per forecast.
 """
 
 from __future__ import annotations
