@@ -388,8 +388,6 @@ class ContainerProfile:
         self.naive_error = float(data.get("naiveError", self.naive_error))  # type: ignore[arg-type]
         self.oom_kills = int(data.get("oomKills", self.oom_kills))  # type: ignore[call-overload]
         weekly = data.get("weeklyPeaks")
-        if isinstance(weekly, list):
-            self.predictor.load_weekly_state(
-                [(int(b), float(v)) for b, v in weekly]  # a v2 checkpoint may lack it
-            )
+        if isinstance(weekly, list):  # checkpoints written before the weekly guard lack it
+            self.predictor.load_weekly_state([(int(b), float(v)) for b, v in weekly])
         return int(n)
