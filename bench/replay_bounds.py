@@ -1,10 +1,10 @@
-"""How low can CPU slack go on a trace at a given shortfall? Two hindsight bounds, beside VPA.
+"""How low can CPU slack go on a trace at a given shortfall? Three hindsight bounds, beside VPA.
 
 ``python -m bench.replay_bounds --traces ../shared/traces/google-2019-instances``
 
 The replay issue asks presize for CPU slack ≤ 0.8 × VPA's at no more CPU shortfall than
 VPA's. On Google 2019 that bar sits below what a predictor can reach, and this benchmark
-says by how much, with two bounds that are *kinder* than any real predictor because they are
+says by how much, with three bounds that are *kinder* than any real predictor because they are
 fitted on the very steps they are scored on:
 
 * **hindsight constant**: each series gets one allocation for all its scored steps, the
@@ -12,9 +12,15 @@ fitted on the very steps they are scored on:
   stationary estimator would do; a good long-window percentile converges to it.
 * **hindsight quantile regression**: one linear ``q``-quantile regression fitted on every
   scored step of every series at once (statsmodels ``QuantReg``), on causal features of each
-  step's past (the last value, the means of the last 3 and 12 steps, the median and p90 of
-  the whole past, the p95 of the last day, whether the step follows a gap). It can use the
-  short-term autocorrelation a percentile ignores, with coefficients that saw the answers.
+  step's past (the last value, the means of the last 3 and 12 steps, the maximum of the last
+  12, the median and p90 of the whole past, the p95 of the last day, whether the step follows
+  a gap, whether the last step was idle: under 5 % of the last 12 steps' maximum). It can use
+  the short-term autocorrelation and the on/off regimes a percentile ignores, with
+  coefficients that saw the answers.
+* **hindsight quantile regression per series**: the same features, one regression per series
+  fitted on that series' own scored steps (a series too short for it gets its constant).
+  Each container gets its own coefficients, chosen knowing its whole future: far more than
+  any online model can learn from a container's past.
 
 Both are scored as the replay scores (``presize.replay.metrics``: pooled over scored steps).
 VPA and presize are replayed in the same run for the comparison. For each bound the point
@@ -41,8 +47,11 @@ from presize.replay.metrics import scored_mask
 from presize.replay.runner import run_replay
 from presize.replay.series import STEPS_PER_DAY, FloatArray, TraceSet
 
-QUANTILES = (0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
+QUANTILES = (0.90, 0.92, 0.94, 0.945, 0.95, 0.96, 0.97, 0.98, 0.99)
 _MIN_PAST = 12
+_IDLE_FRACTION = 0.05
+# A per-series fit needs several rows per coefficient; shorter series get their constant.
+_MIN_ROWS_PER_FEATURE = 5
 
 
 def pooled(alloc: FloatArray, usage: FloatArray) -> tuple[float, float]:
@@ -64,11 +73,15 @@ def constant_bound(trace: TraceSet, q: float) -> tuple[FloatArray, FloatArray]:
     return np.concatenate(allocs), np.concatenate(uses)
 
 
-def causal_features(trace: TraceSet) -> tuple[npt.NDArray[np.float64], FloatArray]:
-    """Per scored step, features of its past only (module docstring), and the step's demand."""
+def causal_features(
+    trace: TraceSet,
+) -> tuple[npt.NDArray[np.float64], FloatArray, npt.NDArray[np.intp]]:
+    """Per scored step, features of its past only (module docstring), the step's demand, and
+    the index of its series."""
     rows: list[list[float]] = []
     target: list[float] = []
-    for s in trace.series:
+    groups: list[int] = []
+    for i, s in enumerate(trace.series):
         scored = scored_mask(s)
         valid = s.valid
         past: list[float] = []
@@ -76,20 +89,24 @@ def causal_features(trace: TraceSet) -> tuple[npt.NDArray[np.float64], FloatArra
         for t in range(len(s)):
             if scored[t] and len(past) >= _MIN_PAST:
                 h = np.asarray(past)
+                hour_max = float(h[-12:].max())
                 rows.append([
                     h[-1],
                     float(h[-3:].mean()),
                     float(h[-12:].mean()),
+                    hour_max,
                     float(np.quantile(h, 0.5)),
                     float(np.quantile(h, 0.9)),
                     float(np.quantile(h[-STEPS_PER_DAY:], 0.95)),
                     after_gap,
+                    1.0 if h[-1] < _IDLE_FRACTION * hour_max else 0.0,
                 ])
                 target.append(float(s.cpu[t]))
+                groups.append(i)
             if valid[t]:
                 past.append(float(s.cpu[t]))
             after_gap = 0.0 if valid[t] else 1.0
-    return np.asarray(rows), np.asarray(target)
+    return np.asarray(rows), np.asarray(target), np.asarray(groups, dtype=np.intp)
 
 
 def regression_bound(
@@ -100,6 +117,23 @@ def regression_bound(
         warnings.simplefilter("ignore")  # IterationLimitWarning on the far quantiles
         fit = sm.QuantReg(y, design).fit(q=q, max_iter=5000)
     return np.maximum(np.asarray(fit.predict(design)), 0.0), y
+
+
+def per_series_regression_bound(
+    x: npt.NDArray[np.float64], y: FloatArray, groups: npt.NDArray[np.intp], q: float
+) -> tuple[FloatArray, FloatArray]:
+    """One quantile regression per series on its own rows; a short series gets its constant."""
+    alloc = np.empty_like(y)
+    for g in np.unique(groups):
+        rows = groups == g
+        if rows.sum() < _MIN_ROWS_PER_FEATURE * (x.shape[1] + 1):
+            alloc[rows] = np.quantile(y[rows], q)
+            continue
+        try:
+            alloc[rows] = regression_bound(x[rows], y[rows], q)[0]
+        except (np.linalg.LinAlgError, ValueError):  # a degenerate series: its constant
+            alloc[rows] = np.quantile(y[rows], q)
+    return alloc, y
 
 
 def best_at(points: list[tuple[float, float, float]], max_short: float) -> dict[str, float] | None:
@@ -119,12 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay = run_replay(trace, ("vpa", "presize"))
     vpa = replay.policies["vpa"].score
     presize = replay.policies["presize"].score
-    x, y = causal_features(trace)
-    curves: dict[str, list[tuple[float, float, float]]] = {"hindsight-constant": [],
-                                                          "hindsight-regression": []}
+    x, y, groups = causal_features(trace)
+    curves: dict[str, list[tuple[float, float, float]]] = {
+        "hindsight-constant": [], "hindsight-regression": [], "hindsight-per-series": []}
     for q in QUANTILES:
         curves["hindsight-constant"].append((q, *pooled(*constant_bound(trace, q))))
         curves["hindsight-regression"].append((q, *pooled(*regression_bound(x, y, q))))
+        curves["hindsight-per-series"].append(
+            (q, *pooled(*per_series_regression_bound(x, y, groups, q))))
     print(f"{trace.name}: VPA {vpa.cpu_slack:.3f} / {vpa.cpu_shortfall:.4f}, presize "
           f"{presize.cpu_slack:.3f} / {presize.cpu_shortfall:.4f}, "
           f"floor: slack <= {0.8 * vpa.cpu_slack:.3f} at shortfall <= {vpa.cpu_shortfall:.4f}")

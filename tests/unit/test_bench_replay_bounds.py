@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.replay_bounds import best_at, causal_features, constant_bound, pooled, regression_bound
+from bench.replay_bounds import (
+    best_at,
+    causal_features,
+    constant_bound,
+    per_series_regression_bound,
+    pooled,
+    regression_bound,
+)
 from presize.replay.series import REAL_UNITS, STEPS_PER_DAY, Series, TraceSet
 
 
@@ -50,12 +57,42 @@ def test_the_regression_bound_learns_the_last_value_when_demand_is_autocorrelate
     for i in range(1, n):  # AR(1) around 1.0: the last value says much about the next
         x[i] = 1.0 + 0.9 * (x[i - 1] - 1.0) + rng.normal(0, 0.1)
     t = trace(np.maximum(x, 0.01))
-    feats, target = causal_features(t)
-    assert feats.shape == (target.size, 7)
+    feats, target, groups = causal_features(t)
+    assert feats.shape == (target.size, 9)
+    assert set(groups.tolist()) == {0}
     reg = pooled(*regression_bound(feats, target, 0.95))
     const = pooled(*constant_bound(t, 0.95))
     assert reg[0] < const[0]  # less slack ...
     assert reg[1] < 2 * const[1] + 0.005  # ... at a comparable shortfall
+
+
+def ar1(phi: float, seed: int) -> np.ndarray:
+    """Demand around 5 whose next step leans on the last by ``phi``."""
+    rng = np.random.default_rng(seed)
+    x = np.empty(3 * STEPS_PER_DAY)
+    x[0] = 5.0
+    for i in range(1, x.size):
+        x[i] = 5.0 + phi * (x[i - 1] - 5.0) + rng.normal(0, 1)
+    return np.maximum(x, 0.01)
+
+
+def test_the_per_series_bound_fits_each_series_its_own_coefficients() -> None:
+    # One series persists, the other flips around its mean: one pooled line cannot follow
+    # both, one line per series can.
+    x, y, groups = causal_features(trace(ar1(0.9, 1), ar1(-0.9, 2)))
+    assert set(groups.tolist()) == {0, 1}
+    per_series = pooled(*per_series_regression_bound(x, y, groups, 0.95))
+    pooled_fit = pooled(*regression_bound(x, y, 0.95))
+    assert per_series[0] < pooled_fit[0] - 0.05  # much less slack ...
+    assert per_series[1] < 1.5 * pooled_fit[1] + 0.002  # ... at a comparable shortfall
+
+
+def test_a_series_too_short_for_its_own_fit_gets_its_constant() -> None:
+    x = np.arange(12.0).reshape(6, 2)
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    alloc, usage = per_series_regression_bound(x, y, np.zeros(6, dtype=np.intp), 1.0)
+    assert np.all(alloc == 6.0)
+    assert usage is y
 
 
 def test_best_at_picks_the_lowest_slack_within_the_shortfall() -> None:
