@@ -159,6 +159,7 @@ class Actuator:
                 shrank_memory=shrank["memory"],
                 reason=plan.reason.value,
                 window_s=self.window_for(effective.rollback_window_s),
+                workload=pod.workload,
             )
         await self.orch.record_event(
             pod=pod.ref,
@@ -249,7 +250,7 @@ class Actuator:
         for uid, change in list(self.watching.items()):
             pod = pods_by_uid.get(uid)
             if pod is None:
-                del self.watching[uid]
+                self._unwatch(change)
                 continue
             names = [r.name for r in change.after]
             after = self.recent.health(uid, names, change.at, now)
@@ -269,11 +270,17 @@ class Actuator:
             )
             if verdict.verdict is Verdict.WAIT:
                 continue
-            del self.watching[uid]
+            self._unwatch(change)
             if verdict.verdict is Verdict.REVERT:
                 await self._revert(pod, change, verdict.why, now)
                 reverted.add(uid)
         return reverted
+
+    def _unwatch(self, change: Change) -> None:
+        """End a watch; its workload's checkpoint must drop it too."""
+        del self.watching[change.pod_uid]
+        if change.workload is not None:
+            self.record_for(change.workload).dirty = True
 
     async def _revert(self, pod: PodView, change: Change, why: str, now: float) -> None:
         result = await self.orch.resize(pod.ref, revert_resizes(change))

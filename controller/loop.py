@@ -25,7 +25,7 @@ import logging
 import math
 import time as _time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from controller.actuator import Actuator, WorkloadRecord
@@ -45,6 +45,7 @@ from controller.plan import ContainerInput, acts, plan_pod
 from controller.policies import PolicyBook
 from controller.profile import ContainerProfile
 from controller.recent import RecentWindows, parse_urgent
+from controller.rollback import change_from_json, change_to_json
 from controller.settings import ControllerSettings
 from controller.status import (
     build_status,
@@ -571,6 +572,10 @@ class Controller:
         by_workload: dict[WorkloadKey, list[ContainerProfile]] = {}
         for key, profile in self.profiles.items():
             by_workload.setdefault(key.workload, []).append(profile)
+        watches: dict[WorkloadKey, list[dict[str, object]]] = {}
+        for change in self.actuator.watching.values():
+            if change.workload is not None:
+                watches.setdefault(change.workload, []).append(change_to_json(change))
         written = 0
         for wkey, profiles in by_workload.items():
             record = self._workload(wkey)
@@ -587,6 +592,7 @@ class Controller:
                 rollbacks=list(record.rollbacks),
                 states=record.states,
                 checkpoint_s=self.s.checkpoint_history_s,
+                watches=watches.get(wkey, ()),
             )
             try:
                 await self.store.save(wkey, status)
@@ -616,6 +622,7 @@ class Controller:
             record.decisions.extend(data.decisions)
             record.rollbacks.extend(data.rollbacks)
             record.states = {uid: dict(per) for uid, per in data.states.items()}
+            self._restore_watches(wkey, data.watches)
             for container, checkpoint in data.containers.items():
                 key = ContainerKey(wkey, container)
                 profile = self.profiles[key] = ContainerProfile(
@@ -639,6 +646,18 @@ class Controller:
             record.dirty = False
         self.metrics.profiles.set(len(self.profiles))
         return restored
+
+    def _restore_watches(self, wkey: WorkloadKey, raw: Sequence[object]) -> None:
+        """Put a workload's checkpointed changes back under watch; one that cannot be read is
+        logged and dropped (the change itself stays, only its verdict is lost)."""
+        for item in raw:
+            try:
+                change = change_from_json(item, wkey)
+            except ValueError as exc:
+                log.warning("a watched change of %s not restored: %s", wkey, exc)
+                continue
+            # A watch this controller already holds is newer than the stored one.
+            self.actuator.watching.setdefault(change.pod_uid, change)
 
 
 def diagnostics_summary(container: str, d: Diagnostics, top: int = 5) -> str:

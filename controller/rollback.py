@@ -28,15 +28,22 @@ reason recorded in the profile's rollback history, an Event emitted, and that di
 ``DecisionState.grow_blocked_until`` / ``shrink_blocked_until``. A change that survives the
 window is kept. A signal that is unknown (no window reached the controller) never counts as
 worse: the verdict waits, and after twice the window a change with no evidence is kept.
+
+A change under watch is part of its workload's checkpoint (:func:`change_to_json`,
+:func:`change_from_json`): a controller that restarts, or a standby that takes over, inside the
+window still judges it, against the baseline taken before the change.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
+from typing import TypeVar
 
 from controller.orchestrator import ContainerResize, ContainerResources
+from presize.model import WorkloadKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,8 @@ class Change:
     shrank_memory: bool
     reason: str
     window_s: float
+    # The workload whose checkpoint carries this watch (None: not checkpointed).
+    workload: WorkloadKey | None = None
 
 
 class Verdict(StrEnum):
@@ -149,3 +158,128 @@ def _pct(x: float) -> str:
 
 def _s(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 1000:.0f}ms"
+
+
+# ------------------------------------------------------------------------ checkpoint form
+
+
+def _finite_or_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def change_to_json(change: Change) -> dict[str, object]:
+    """``change`` as a JSON-safe mapping (NaN as null); its workload is the checkpoint's own."""
+    b = change.baseline
+    return {
+        "podUid": change.pod_uid,
+        "podName": change.pod_name,
+        "namespace": change.namespace,
+        "at": change.at,
+        "before": [asdict(c) for c in change.before],
+        "after": [asdict(r) for r in change.after],
+        "baseline": {
+            "throttled": _finite_or_none(b.throttled),
+            "cpuPsi": _finite_or_none(b.cpu_psi),
+            "memPsi": _finite_or_none(b.mem_psi),
+            "oomKills": b.oom_kills,
+            "restarts": b.restarts,
+            "latencyS": b.latency_s,
+            "samples": b.samples,
+        },
+        "grew": [change.grew_cpu, change.grew_memory],
+        "shrank": [change.shrank_cpu, change.shrank_memory],
+        "reason": change.reason,
+        "windowS": change.window_s,
+    }
+
+
+def _number(raw: Mapping[str, object], name: str, *, optional: bool = False) -> float | None:
+    value = raw.get(name)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"watched change: {name!r} is not a number: {value!r}")
+    return float(value)
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+_C = TypeVar("_C", ContainerResources, ContainerResize)
+
+
+def _containers(cls: type[_C], raw: object, what: str) -> tuple[_C, ...]:
+    if not isinstance(raw, list):
+        raise ValueError(f"watched change: {what!r} is not a list")
+    kinds = {f.name: str(f.type) for f in fields(cls)}
+    out: list[_C] = []
+    for item in raw:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise ValueError(f"watched change: a container in {what!r} has no name")
+        values = {k: v for k, v in item.items() if k in kinds}
+        for k, v in values.items():
+            if not _fits(kinds[k], v):
+                raise ValueError(f"watched change: {what!r}: {k}={v!r} is not a {kinds[k]}")
+        out.append(cls(**values))
+    return tuple(out)
+
+
+def _fits(kind: str, value: object) -> bool:
+    """Whether ``value`` is what a container field of type ``kind`` holds."""
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    return (value is None and kind.endswith("| None")) or isinstance(value, int | float)
+
+
+def _pair(raw: Mapping[str, object], name: str) -> tuple[bool, bool]:
+    value = raw.get(name)
+    if not (
+        isinstance(value, list) and len(value) == 2 and all(isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(f"watched change: {name!r} is not two booleans: {value!r}")
+    return bool(value[0]), bool(value[1])
+
+
+def change_from_json(raw: object, workload: WorkloadKey) -> Change:
+    """A watched change back from :func:`change_to_json`; ``ValueError`` when malformed."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("watched change: not an object")
+    base = raw.get("baseline")
+    if not isinstance(base, Mapping):
+        raise ValueError("watched change: no baseline")
+    texts = {k: raw.get(k) for k in ("podUid", "podName", "namespace", "reason")}
+    for k, v in texts.items():
+        if not isinstance(v, str):
+            raise ValueError(f"watched change: {k!r} is not a string: {v!r}")
+    grew, shrank = _pair(raw, "grew"), _pair(raw, "shrank")
+    return Change(
+        pod_uid=str(texts["podUid"]),
+        pod_name=str(texts["podName"]),
+        namespace=str(texts["namespace"]),
+        at=_nan_if_none(_number(raw, "at")),
+        before=_containers(ContainerResources, raw.get("before"), "before"),
+        after=_containers(ContainerResize, raw.get("after"), "after"),
+        baseline=Health(
+            throttled=_nan_if_none(_number(base, "throttled", optional=True)),
+            cpu_psi=_nan_if_none(_number(base, "cpuPsi", optional=True)),
+            mem_psi=_nan_if_none(_number(base, "memPsi", optional=True)),
+            oom_kills=int(_number(base, "oomKills") or 0),
+            restarts=int(_number(base, "restarts") or 0),
+            latency_s=_number(base, "latencyS", optional=True),
+            samples=int(_number(base, "samples") or 0),
+        ),
+        grew_cpu=grew[0],
+        grew_memory=grew[1],
+        shrank_cpu=shrank[0],
+        shrank_memory=shrank[1],
+        reason=str(texts["reason"]),
+        window_s=_nan_if_none(_number(raw, "windowS")),
+        workload=workload,
+    )

@@ -123,8 +123,10 @@ def build_status(
     rollbacks: Sequence[RollbackRecord],
     states: Mapping[str, Mapping[str, DecisionState]],
     checkpoint_s: float,
+    watches: Sequence[Mapping[str, object]] = (),
 ) -> dict[str, object]:
-    """The status of one workload's ``WorkloadProfile`` (CRD schema in the chart)."""
+    """The status of one workload's ``WorkloadProfile`` (CRD schema in the chart);
+    ``watches`` are its changes under rollback watch, in their checkpoint form."""
     containers: list[dict[str, object]] = []
     total_cpu = total_mem = 0.0
     covered = scored = 0
@@ -211,6 +213,7 @@ def build_status(
                     uid: {c: _state_out(s) for c, s in per.items()} for uid, per in states.items()
                 },
                 "decisions": [[d.at, d.pod, d.action, d.reason, d.message] for d in decisions],
+                "watches": list(watches),
                 "savedAt": now,
             },
             separators=(",", ":"),
@@ -235,6 +238,9 @@ class Restored:
     states: Mapping[str, Mapping[str, DecisionState]]
     decisions: tuple[DecisionRecord, ...]
     rollbacks: tuple[RollbackRecord, ...]
+    # Changes under rollback watch, still in checkpoint form (``controller.rollback`` reads
+    # them, each on its own, so that one unreadable watch does not lose the others).
+    watches: tuple[object, ...] = ()
 
 
 def restore_status(status: Mapping[str, object]) -> Restored:
@@ -275,6 +281,7 @@ def restore_status(status: Mapping[str, object]) -> Restored:
         },
         decisions=decisions,
         rollbacks=tuple(rollbacks),
+        watches=tuple(data.get("watches") or ()),
     )
 
 

@@ -7,6 +7,7 @@ Each test drives the loop with its own clock: agent reports every 10 s, urgent c
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Callable, Sequence
 
@@ -187,6 +188,91 @@ def test_restart_from_the_store_loses_no_profile_and_repeats_no_action() -> None
     d2.run(60, lambda t: (0.3, 100 * MiB))
     # The restored cooldown holds: no action repeated in the first minute after the restart.
     assert len(orch.resizes) == resizes_before
+
+
+def _stored_watches(store: MemoryStore) -> list[object]:
+    status = store.saved[WEB]
+    raw = status["checkpoint"]
+    assert isinstance(raw, str)
+    watches = json.loads(raw)["watches"]
+    assert isinstance(watches, list)
+    return watches
+
+
+def _until_a_shrink_is_watched(
+    d: Driver, ctl: Controller, throttled: Callable[[float, float], float]
+) -> None:
+    for _ in range(24 * 60):
+        d.run(30, lambda t: (0.3, 100 * MiB), throttled=throttled)
+        if ctl.actuator.watching:
+            return
+    raise AssertionError("the controller never shrank")
+
+
+def test_a_restart_inside_the_watch_window_still_rolls_the_change_back() -> None:
+    orch = cluster(cpu=2.0)
+    store = MemoryStore()
+    ctl = make(orch, store, rollback_window_s=600.0)
+    d = Driver(orch, ctl)
+
+    def throttled(cpu: float, limit: float) -> float:
+        return 0.6 if limit < 2.0 else 0.0  # any shrink hurts (as in the test above)
+
+    _until_a_shrink_is_watched(d, ctl, lambda cpu, limit: 0.0)  # healthy until the shrink
+    assert cpu_limit(orch) < 2.0
+    asyncio.run(ctl.checkpoint(d.now))
+    assert len(_stored_watches(store)) == 1
+
+    # The controller dies here; a new one (or a standby) takes over from the store.
+    ctl2 = make(orch, store, rollback_window_s=600.0)
+    asyncio.run(ctl2.restore())
+    assert set(ctl2.actuator.watching) == {"uid-web-0"}
+    d2 = Driver(orch, ctl2)
+    d2.now, d2.seq = d.now, d.seq
+    d2.run(300, lambda t: (0.3, 100 * MiB), throttled=throttled)
+
+    rollback = next(e for e in orch.events if e.reason == "ResizeRolledBack")
+    assert "throttling" in rollback.message
+    assert cpu_limit(orch) == 2.0  # back to what it had before the shrink
+    assert ctl2.workloads[WEB].rollbacks
+    assert not ctl2.actuator.watching
+    asyncio.run(ctl2.checkpoint(d2.now))
+    assert _stored_watches(store) == []
+
+
+def test_a_kept_change_leaves_the_checkpoint() -> None:
+    orch = cluster(cpu=2.0)
+    store = MemoryStore()
+    ctl = make(orch, store, rollback_window_s=300.0)
+    d = Driver(orch, ctl)
+    _until_a_shrink_is_watched(d, ctl, lambda cpu, limit: 0.0)
+    asyncio.run(ctl.checkpoint(d.now))
+    assert len(_stored_watches(store)) == 1
+    d.run(700, lambda t: (0.3, 100 * MiB))  # nothing got worse: the change is kept
+    assert not any(e.reason == "ResizeRolledBack" for e in orch.events)
+    uid = "uid-web-0"
+    assert uid not in ctl.actuator.watching or ctl.actuator.watching[uid].at > d.now - 700
+    asyncio.run(ctl.checkpoint(d.now))
+    stored = _stored_watches(store)
+    assert all(w["at"] > d.now - 700 for w in stored)  # type: ignore[index]
+
+
+def test_an_unreadable_watch_is_dropped_and_nothing_else_is_lost() -> None:
+    orch = cluster(cpu=2.0)
+    store = MemoryStore()
+    ctl = make(orch, store)
+    d = Driver(orch, ctl)
+    _until_a_shrink_is_watched(d, ctl, lambda cpu, limit: 0.0)
+    asyncio.run(ctl.checkpoint(d.now, all_=True))
+    status = dict(store.saved[WEB])
+    data = json.loads(str(status["checkpoint"]))
+    data["watches"] = [{"podUid": "uid-web-0", "baseline": "corrupt"}, *data["watches"]]
+    status["checkpoint"] = json.dumps(data)
+    store.saved[WEB] = status
+
+    ctl2 = make(orch, store)
+    assert asyncio.run(ctl2.restore()) == len(ctl.profiles)  # every profile is back
+    assert set(ctl2.actuator.watching) == {"uid-web-0"}  # and the readable watch
 
 
 def test_an_oom_kill_grows_memory_at_once() -> None:
