@@ -15,7 +15,11 @@ container, no restart):
 
 Swarm services (``POST /services/{id}/update?version=N``): the whole current spec with
 ``TaskTemplate.Resources`` changed; Swarm then replaces the tasks by its ``UpdateConfig``.
-A reschedule adds the placement constraint ``node.hostname!=<node>``.
+A reschedule adds the placement constraint ``node.hostname!=<node>`` and names that node in
+the service label ``presize.io/avoided-node``. A later reschedule *replaces* the constraint the
+label names instead of adding another: presize keeps at most one node excluded per service, so
+its constraints never pile up until no node is left, and constraints the user wrote are never
+touched.
 """
 
 from __future__ import annotations
@@ -103,20 +107,29 @@ def service_spec_with_resources(spec: Mapping[str, Any], change: ContainerResize
     return new
 
 
+AVOIDED_NODE_LABEL = "presize.io/avoided-node"
+
+
 def avoid_constraint(hostname: str) -> str:
     return f"node.hostname!={hostname}"
 
 
 def service_spec_avoiding(spec: Mapping[str, Any], hostname: str) -> dict[str, Any] | None:
-    """A copy of ``spec`` whose tasks may not run on ``hostname``; ``None`` when the spec
-    already says so (nothing to update)."""
+    """A copy of ``spec`` whose tasks may not run on ``hostname``, in place of the node an
+    earlier reschedule excluded (module docstring); ``None`` when the spec already says so."""
     constraint = avoid_constraint(hostname)
     new = copy.deepcopy(dict(spec))
     placement = new.setdefault("TaskTemplate", {}).setdefault("Placement", {})
     constraints = list(placement.get("Constraints") or [])
     if constraint in constraints:
         return None
+    labels = new.setdefault("Labels", {})
+    previous = labels.get(AVOIDED_NODE_LABEL)
+    if isinstance(previous, str):
+        ours = avoid_constraint(previous)
+        constraints = [c for c in constraints if c != ours]
     placement["Constraints"] = [*constraints, constraint]
+    labels[AVOIDED_NODE_LABEL] = hostname
     return new
 
 

@@ -16,8 +16,10 @@ Acting. A standalone container is updated in place (``/containers/{id}/update``:
 no restart). A Swarm task is resized through its *service* (all its tasks: in Swarm the
 service is the unit of spec), by a service update that Swarm rolls through by its
 ``UpdateConfig``; a stale ``version`` is re-read and retried. Eviction moves a service's task
-off its node with a placement constraint; standalone containers are refused (Docker has no
-scheduler to move them). :meth:`rollback_service` asks Swarm for its own ``PreviousSpec``.
+off its node with a placement constraint (at most one per service, see
+:mod:`controller.docker.bodies`), and is refused when no other schedulable node exists (the
+constraint would stop every task) or for a standalone container (Docker has no scheduler to
+move it). :meth:`rollback_service` asks Swarm for its own ``PreviousSpec``.
 
 Outcomes, from :mod:`controller.docker.engine` errors: not found → GONE; rejected or
 conflicting options → REFUSED; unreachable, 5xx, conflicts beyond the retries → FAILED.
@@ -353,6 +355,13 @@ class DockerOrchestrator:
                 "(recreate it on another host, or run it as a Swarm service)",
             )
         node = view.ref.node or pod.node
+        snapshot = await self.state()
+        if not any(n.name != node for n in snapshot.nodes):
+            return ActionResult(
+                Outcome.REFUSED,
+                f"no other schedulable node in the swarm to move {view.ref.name} to: placing "
+                f"service {view.workload.name} off {node} would stop all its tasks",
+            )
         try:
             result = await self._update_service(
                 self._task_services.get(view.ref.uid, view.workload.name),

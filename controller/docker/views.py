@@ -276,13 +276,24 @@ def _requested(pods: Iterable[PodView], node: str) -> tuple[float, float]:
     return cpu, mem
 
 
+def schedulable(node: Mapping[str, Any]) -> bool:
+    """Whether Swarm may place new tasks on ``node`` (a field the engine leaves out counts
+    as yes)."""
+    state = (node.get("Status") or {}).get("State", "ready")
+    availability = (node.get("Spec") or {}).get("Availability", "active")
+    return bool(state == "ready" and availability == "active")
+
+
 def node_views(
     nodes: Sequence[Mapping[str, Any]], info: Mapping[str, Any], pods: Sequence[PodView]
 ) -> tuple[NodeView, ...]:
-    """Swarm nodes (``Description.Resources``) when there are any, else the engine's host
-    (``/info`` ``NCPU``/``MemTotal``); requested = what the pods on it reserve."""
+    """Swarm nodes (``Description.Resources``) that can take tasks (ready, and not paused or
+    drained) when there are any, else the engine's host (``/info`` ``NCPU``/``MemTotal``);
+    requested = what the pods on it reserve."""
     out: list[NodeView] = []
     for node in nodes:
+        if not schedulable(node):
+            continue
         description = node.get("Description") or {}
         resources = description.get("Resources") or {}
         name = str(description.get("Hostname", node.get("ID", "")))

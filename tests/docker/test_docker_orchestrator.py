@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from controller.docker import bodies
 from controller.docker.engine import EngineClient, EngineConflictError
 from controller.docker.orchestrator import DockerOrchestrator, DockerSettings
 from controller.orchestrator import ContainerResize, Outcome, PodView
@@ -236,25 +237,32 @@ async def test_service_update_conflict_is_retried(docker_swarm: Swarm, cleanup: 
         await orch.close()
 
 
-async def test_evict_places_the_service_off_the_node(
+async def test_evict_on_a_one_node_swarm_is_refused_and_the_service_keeps_running(
     docker_swarm: Swarm, orch: DockerOrchestrator, cleanup: list[str]
 ) -> None:
     cleanup.append("s:pz-evict")
     create_service(docker_swarm.engine, docker_swarm.image, "pz-evict")
     task = await eventually(lambda: task_of(orch, "pz-evict"))
     result = await orch.evict(task.ref, "node cannot hold it")
-    assert result.outcome is Outcome.APPLIED, result.message
-    spec = await orch.engine.service("pz-evict")
-    constraints = spec["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
-    assert constraints == [f"node.hostname!={task.ref.node}"]
+    # The only node: a constraint off it would stop every task of the service.
+    assert result.outcome is Outcome.REFUSED, result.message
+    assert "no other schedulable node" in result.message
+    spec = (await orch.engine.service("pz-evict"))["Spec"]
+    assert not (spec["TaskTemplate"].get("Placement") or {}).get("Constraints")
+    orch.mark_stale()
+    assert await task_of(orch, "pz-evict") is not None
 
-    # One node only: the replacement has nowhere to go, so no task of it runs.
-    async def gone() -> bool:
-        return await task_of(orch, "pz-evict") is None
-
-    await eventually(gone)
-    again = await orch.evict(task.ref, "again")
-    assert again.outcome is Outcome.GONE  # the task is no longer running
+    # The spec a reschedule sends (where another node exists), as the real engine takes it:
+    # a second reschedule moves presize's one constraint rather than adding another.
+    for host in ("elsewhere-1", "elsewhere-2"):
+        # Through the private update: the body, past the node check.
+        moved = await orch._update_service(
+            "pz-evict", lambda s, h=host: bodies.service_spec_avoiding(s, h), what="test"
+        )
+        assert moved.outcome is Outcome.APPLIED, moved.message
+    spec = (await orch.engine.service("pz-evict"))["Spec"]
+    assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.hostname!=elsewhere-2"]
+    assert spec["Labels"][bodies.AVOIDED_NODE_LABEL] == "elsewhere-2"
 
 
 async def test_state_maps_opt_in_namespaces_and_modes(

@@ -400,15 +400,69 @@ def test_service_spec_avoiding_is_idempotent() -> None:
     assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==worker"]
 
 
+def test_a_second_reschedule_moves_presizes_constraint_and_keeps_the_users() -> None:
+    spec: dict[str, Any] = {
+        "Labels": {"team": "shop"},
+        "TaskTemplate": {"Placement": {"Constraints": ["node.role==worker"]}},
+    }
+    first = bodies.service_spec_avoiding(spec, "host1")
+    assert first is not None
+    assert first["Labels"] == {"team": "shop", bodies.AVOIDED_NODE_LABEL: "host1"}
+    second = bodies.service_spec_avoiding(first, "host2")
+    assert second is not None
+    # One node excluded at a time: host1 may take tasks again, the user's rule stays.
+    assert second["TaskTemplate"]["Placement"]["Constraints"] == [
+        "node.role==worker",
+        "node.hostname!=host2",
+    ]
+    assert second["Labels"][bodies.AVOIDED_NODE_LABEL] == "host2"
+    assert first["Labels"][bodies.AVOIDED_NODE_LABEL] == "host1"  # not mutated
+
+
+def test_a_constraint_the_user_wrote_is_never_removed() -> None:
+    spec: dict[str, Any] = {
+        "TaskTemplate": {"Placement": {"Constraints": ["node.hostname!=host1"]}},
+    }
+    assert bodies.service_spec_avoiding(spec, "host1") is None  # already avoided, by the user
+    new = bodies.service_spec_avoiding(spec, "host2")
+    assert new is not None
+    again = bodies.service_spec_avoiding(new, "host3")
+    assert again is not None
+    assert again["TaskTemplate"]["Placement"]["Constraints"] == [
+        "node.hostname!=host1",
+        "node.hostname!=host3",
+    ]
+
+
+def test_nodes_that_cannot_take_tasks_are_not_capacity() -> None:
+    def swarm_node(name: str, state: str, availability: str) -> dict[str, Any]:
+        return {
+            "ID": name,
+            "Description": {"Hostname": name, "Resources": {"NanoCPUs": 2 * 10**9}},
+            "Status": {"State": state},
+            "Spec": {"Availability": availability},
+        }
+
+    nodes = [
+        swarm_node("up", "ready", "active"),
+        swarm_node("down", "down", "active"),
+        swarm_node("drained", "ready", "drain"),
+        swarm_node("paused", "ready", "pause"),
+        {"ID": "bare", "Description": {"Hostname": "bare"}},  # fields left out: schedulable
+    ]
+    assert [n.name for n in views.node_views(nodes, {}, [])] == ["up", "bare"]
+
+
 # -- the orchestrator over a fake engine ---------------------------------------------------
 
 
 class FakeEngine:
     """Just enough of :class:`EngineClient` for the retry and outage paths."""
 
-    def __init__(self, conflicts: int = 0, down: bool = False) -> None:
+    def __init__(self, conflicts: int = 0, down: bool = False, hosts: int = 1) -> None:
         self.conflicts = conflicts
         self.down = down
+        self.hosts = ["h", *(f"h{i}" for i in range(2, hosts + 1))]
         self.updates: list[tuple[int, dict[str, Any]]] = []
         self.svc = service("web", {"presize.io/enabled": "true"}, {})
 
@@ -431,7 +485,7 @@ class FakeEngine:
         return [task()]
 
     async def nodes(self) -> list[dict[str, Any]]:
-        return [{"ID": "node1", "Description": {"Hostname": "h"}}]
+        return [{"ID": f"node-{h}", "Description": {"Hostname": h}} for h in self.hosts]
 
     async def service(self, ref: str) -> dict[str, Any]:
         self._check()
@@ -468,6 +522,24 @@ async def test_service_resize_retries_conflicts(conflicts: int, outcome: Outcome
         ((version, spec),) = engine.updates
         assert version == 7
         assert spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] == 128 * MI
+
+
+@pytest.mark.parametrize("hosts", [1, 2])
+async def test_a_service_is_moved_off_its_node_only_when_another_can_take_it(hosts: int) -> None:
+    engine = FakeEngine(hosts=hosts)
+    orch = fake_orchestrator(engine)
+    pod = (await orch.state()).pods[0]
+    assert pod.ref.node == "h"
+    result = await orch.evict(pod.ref, "the node cannot hold the growth")
+    if hosts == 1:
+        assert result.outcome is Outcome.REFUSED
+        assert "no other schedulable node" in result.message
+        assert engine.updates == []
+    else:
+        assert result.outcome is Outcome.APPLIED, result.message
+        ((_, spec),) = engine.updates
+        assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.hostname!=h"]
+        assert spec["Labels"][bodies.AVOIDED_NODE_LABEL] == "h"
 
 
 async def test_outage_serves_the_last_snapshot_and_fails_actions() -> None:
