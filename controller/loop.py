@@ -619,7 +619,11 @@ class Controller:
                 log.warning("profile %s not restored: %s", wkey, exc)
                 continue
             record = self._workload(wkey)
+            # The store is authoritative: a standby restores again and again to follow the
+            # leader, so what it holds is replaced, never appended to.
+            record.decisions.clear()
             record.decisions.extend(data.decisions)
+            record.rollbacks.clear()
             record.rollbacks.extend(data.rollbacks)
             record.states = {uid: dict(per) for uid, per in data.states.items()}
             self._restore_watches(wkey, data.watches)
@@ -648,16 +652,19 @@ class Controller:
         return restored
 
     def _restore_watches(self, wkey: WorkloadKey, raw: Sequence[object]) -> None:
-        """Put a workload's checkpointed changes back under watch; one that cannot be read is
-        logged and dropped (the change itself stays, only its verdict is lost)."""
+        """Put a workload's checkpointed changes under watch, in place of those held for it
+        (restore runs before a leader acts, so the store's are the newest). One that cannot
+        be read is logged and dropped: the change itself stays, only its verdict is lost."""
+        watching = self.actuator.watching
+        for uid in [uid for uid, c in watching.items() if c.workload == wkey]:
+            del watching[uid]
         for item in raw:
             try:
                 change = change_from_json(item, wkey)
             except ValueError as exc:
                 log.warning("a watched change of %s not restored: %s", wkey, exc)
                 continue
-            # A watch this controller already holds is newer than the stored one.
-            self.actuator.watching.setdefault(change.pod_uid, change)
+            watching[change.pod_uid] = change
 
 
 def diagnostics_summary(container: str, d: Diagnostics, top: int = 5) -> str:

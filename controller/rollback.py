@@ -193,13 +193,16 @@ def change_to_json(change: Change) -> dict[str, object]:
     }
 
 
-def _number(raw: Mapping[str, object], name: str, *, optional: bool = False) -> float | None:
+def _number(raw: Mapping[str, object], name: str) -> float:
     value = raw.get(name)
-    if value is None and optional:
-        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"watched change: {name!r} is not a number: {value!r}")
     return float(value)
+
+
+def _optional(raw: Mapping[str, object], name: str) -> float | None:
+    """A number that may be null (nothing was observed)."""
+    return None if raw.get(name) is None else _number(raw, name)
 
 
 def _nan_if_none(value: float | None) -> float:
@@ -263,23 +266,23 @@ def change_from_json(raw: object, workload: WorkloadKey) -> Change:
         pod_uid=str(texts["podUid"]),
         pod_name=str(texts["podName"]),
         namespace=str(texts["namespace"]),
-        at=_nan_if_none(_number(raw, "at")),
+        at=_number(raw, "at"),
         before=_containers(ContainerResources, raw.get("before"), "before"),
         after=_containers(ContainerResize, raw.get("after"), "after"),
         baseline=Health(
-            throttled=_nan_if_none(_number(base, "throttled", optional=True)),
-            cpu_psi=_nan_if_none(_number(base, "cpuPsi", optional=True)),
-            mem_psi=_nan_if_none(_number(base, "memPsi", optional=True)),
-            oom_kills=int(_number(base, "oomKills") or 0),
-            restarts=int(_number(base, "restarts") or 0),
-            latency_s=_number(base, "latencyS", optional=True),
-            samples=int(_number(base, "samples") or 0),
+            throttled=_nan_if_none(_optional(base, "throttled")),
+            cpu_psi=_nan_if_none(_optional(base, "cpuPsi")),
+            mem_psi=_nan_if_none(_optional(base, "memPsi")),
+            oom_kills=int(_number(base, "oomKills")),
+            restarts=int(_number(base, "restarts")),
+            latency_s=_optional(base, "latencyS"),
+            samples=int(_number(base, "samples")),
         ),
         grew_cpu=grew[0],
         grew_memory=grew[1],
         shrank_cpu=shrank[0],
         shrank_memory=shrank[1],
         reason=str(texts["reason"]),
-        window_s=_nan_if_none(_number(raw, "windowS")),
+        window_s=_number(raw, "windowS"),
         workload=workload,
     )

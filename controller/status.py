@@ -281,7 +281,7 @@ def restore_status(status: Mapping[str, object]) -> Restored:
         },
         decisions=decisions,
         rollbacks=tuple(rollbacks),
-        watches=tuple(data.get("watches") or ()),
+        watches=tuple(w) if isinstance(w := data.get("watches"), list) else (),
     )
 
 

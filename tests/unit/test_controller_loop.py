@@ -275,6 +275,28 @@ def test_an_unreadable_watch_is_dropped_and_nothing_else_is_lost() -> None:
     assert set(ctl2.actuator.watching) == {"uid-web-0"}  # and the readable watch
 
 
+def test_a_standby_that_follows_the_checkpoints_mirrors_them_without_duplicates() -> None:
+    orch = cluster(cpu=2.0)
+    store = MemoryStore()
+    leader = make(orch, store, rollback_window_s=300.0)
+    d = Driver(orch, leader)
+    _until_a_shrink_is_watched(d, leader, lambda cpu, limit: 0.0)
+    asyncio.run(leader.checkpoint(d.now))
+    standby = make(orch, store, rollback_window_s=300.0)
+    for _ in range(3):  # the runtime's standby restores on every pass
+        asyncio.run(standby.restore())
+    decisions = list(leader.workloads[WEB].decisions)
+    assert list(standby.workloads[WEB].decisions) == decisions  # once each, not three times
+    assert set(standby.actuator.watching) == {"uid-web-0"}
+
+    d.run(700, lambda t: (0.3, 100 * MiB))  # the leader keeps the change; watch over
+    asyncio.run(leader.checkpoint(d.now))
+    asyncio.run(standby.restore())
+    assert {c.at for c in standby.actuator.watching.values()} == {
+        c.at for c in leader.actuator.watching.values()
+    }
+
+
 def test_an_oom_kill_grows_memory_at_once() -> None:
     orch = cluster(mem=256 * MiB)
     ctl = make(orch)
