@@ -199,28 +199,26 @@ def _stored_watches(store: MemoryStore) -> list[object]:
     return watches
 
 
-def _until_a_shrink_is_watched(
-    d: Driver, ctl: Controller, throttled: Callable[[float, float], float]
-) -> None:
+def _a_watched_shrink(
+    store: MemoryStore, window_s: float = 300.0
+) -> tuple[FakeOrchestrator, Controller, Driver]:
+    """A controller that has just shrunk a healthy, over-provisioned pod, with the change
+    under watch and checkpointed to ``store``."""
+    orch = cluster(cpu=2.0)
+    ctl = make(orch, store, rollback_window_s=window_s)
+    d = Driver(orch, ctl)
     for _ in range(24 * 60):
-        d.run(30, lambda t: (0.3, 100 * MiB), throttled=throttled)
+        d.run(30, lambda t: (0.3, 100 * MiB), throttled=lambda cpu, limit: 0.0)
         if ctl.actuator.watching:
-            return
+            asyncio.run(ctl.checkpoint(d.now, all_=True))
+            return orch, ctl, d
     raise AssertionError("the controller never shrank")
 
 
 def test_a_restart_inside_the_watch_window_still_rolls_the_change_back() -> None:
-    orch = cluster(cpu=2.0)
     store = MemoryStore()
-    ctl = make(orch, store, rollback_window_s=600.0)
-    d = Driver(orch, ctl)
-
-    def throttled(cpu: float, limit: float) -> float:
-        return 0.6 if limit < 2.0 else 0.0  # any shrink hurts (as in the test above)
-
-    _until_a_shrink_is_watched(d, ctl, lambda cpu, limit: 0.0)  # healthy until the shrink
+    orch, _, d = _a_watched_shrink(store, window_s=600.0)
     assert cpu_limit(orch) < 2.0
-    asyncio.run(ctl.checkpoint(d.now))
     assert len(_stored_watches(store)) == 1
 
     # The controller dies here; a new one (or a standby) takes over from the store.
@@ -229,6 +227,10 @@ def test_a_restart_inside_the_watch_window_still_rolls_the_change_back() -> None
     assert set(ctl2.actuator.watching) == {"uid-web-0"}
     d2 = Driver(orch, ctl2)
     d2.now, d2.seq = d.now, d.seq
+
+    def throttled(cpu: float, limit: float) -> float:
+        return 0.6 if limit < 2.0 else 0.0  # the shrink hurts (as in the test above)
+
     d2.run(300, lambda t: (0.3, 100 * MiB), throttled=throttled)
 
     rollback = next(e for e in orch.events if e.reason == "ResizeRolledBack")
@@ -241,12 +243,8 @@ def test_a_restart_inside_the_watch_window_still_rolls_the_change_back() -> None
 
 
 def test_a_kept_change_leaves_the_checkpoint() -> None:
-    orch = cluster(cpu=2.0)
     store = MemoryStore()
-    ctl = make(orch, store, rollback_window_s=300.0)
-    d = Driver(orch, ctl)
-    _until_a_shrink_is_watched(d, ctl, lambda cpu, limit: 0.0)
-    asyncio.run(ctl.checkpoint(d.now))
+    orch, ctl, d = _a_watched_shrink(store)
     assert len(_stored_watches(store)) == 1
     d.run(700, lambda t: (0.3, 100 * MiB))  # nothing got worse: the change is kept
     assert not any(e.reason == "ResizeRolledBack" for e in orch.events)
@@ -258,12 +256,8 @@ def test_a_kept_change_leaves_the_checkpoint() -> None:
 
 
 def test_an_unreadable_watch_is_dropped_and_nothing_else_is_lost() -> None:
-    orch = cluster(cpu=2.0)
     store = MemoryStore()
-    ctl = make(orch, store)
-    d = Driver(orch, ctl)
-    _until_a_shrink_is_watched(d, ctl, lambda cpu, limit: 0.0)
-    asyncio.run(ctl.checkpoint(d.now, all_=True))
+    orch, ctl, _ = _a_watched_shrink(store)
     status = dict(store.saved[WEB])
     data = json.loads(str(status["checkpoint"]))
     data["watches"] = [{"podUid": "uid-web-0", "baseline": "corrupt"}, *data["watches"]]
@@ -276,12 +270,8 @@ def test_an_unreadable_watch_is_dropped_and_nothing_else_is_lost() -> None:
 
 
 def test_a_standby_that_follows_the_checkpoints_mirrors_them_without_duplicates() -> None:
-    orch = cluster(cpu=2.0)
     store = MemoryStore()
-    leader = make(orch, store, rollback_window_s=300.0)
-    d = Driver(orch, leader)
-    _until_a_shrink_is_watched(d, leader, lambda cpu, limit: 0.0)
-    asyncio.run(leader.checkpoint(d.now))
+    orch, leader, d = _a_watched_shrink(store)
     standby = make(orch, store, rollback_window_s=300.0)
     for _ in range(3):  # the runtime's standby restores on every pass
         asyncio.run(standby.restore())
