@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build the local-cluster binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, kwok, helm) from the Go module proxy into a cache outside the repo, keyed by version:
+# kubelet, kube-proxy, kubectl, kwok, helm, coredns) from the Go module proxy into a cache outside the repo, keyed by version:
 #
 #   ${PRESIZE_CACHE:-/var/cache/presize}/bin/<component>-<version>/<binary>
 #
 # Usage: hack/cluster/build.sh [--force] [--list] [component ...]
-#   components: kubernetes etcd kwok helm (default: all). kubernetes builds kube-apiserver,
-#   kube-controller-manager, kube-scheduler and kubectl.
+#   components: kubernetes etcd kwok helm coredns (default: all). kubernetes builds
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl.
 #   --force  rebuild even when a cached binary is present and reports the right version.
 #   --list   print the cached binary paths and exit (no build).
 #
@@ -39,12 +39,12 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     --list) LIST=1 ;;
-    kubernetes|etcd|kwok|helm) COMPONENTS+=("$arg") ;;
+    kubernetes|etcd|kwok|helm|coredns) COMPONENTS+=("$arg") ;;
     -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[[ ${#COMPONENTS[@]} -eq 0 ]] && COMPONENTS=(kubernetes etcd kwok helm)
+[[ ${#COMPONENTS[@]} -eq 0 ]] && COMPONENTS=(kubernetes etcd kwok helm coredns)
 
 T0=$(date +%s)
 log() { printf '[build %s +%4ss] %s\n' "$(date +%H:%M:%S)" "$(( $(date +%s) - T0 ))" "$*"; }
@@ -106,7 +106,9 @@ build_kubernetes() {
     x+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
   local b
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  # The kubelet and kube-proxy are the real node's (hack/cluster/realnode.py); same module,
+  # same stamps.
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     build_one "$out" kubernetes "k8s.io/kubernetes/cmd/$b" "$b" "Kubernetes $v" "$x" --version
   done
   build_one "$out" kubernetes k8s.io/kubernetes/cmd/kubectl kubectl "Client Version: $v" "$x" \
@@ -163,9 +165,17 @@ build_helm() {
   build_one "$BIN/helm-$v" helm helm.sh/helm/v3/cmd/helm helm "$v" "$x" version --short
 }
 
+build_coredns() {
+  # The real node's cluster DNS (pods resolve <service>.<namespace>.svc as on any cluster).
+  local v="$COREDNS_VERSION"
+  check_pin coredns github.com/coredns/coredns "$v"
+  build_one "$BIN/coredns-$v" coredns github.com/coredns/coredns coredns "CoreDNS-${v#v}" \
+    "-s -w" -version
+}
+
 if [[ $LIST -eq 1 ]]; then
   for d in "kubernetes-$KUBERNETES_VERSION" "etcd-$ETCD_VERSION" "kwok-$KWOK_VERSION" \
-           "helm-$HELM_VERSION"; do
+           "helm-$HELM_VERSION" "coredns-$COREDNS_VERSION"; do
     ls -1d "$BIN/$d"/* 2>/dev/null || echo "missing: $BIN/$d"
   done
   exit 0

@@ -139,6 +139,9 @@ class Binaries:
     kwok: Path
     kwok_stages: Path
     helm: Path
+    kubelet: Path
+    kube_proxy: Path
+    coredns: Path
 
     @classmethod
     def from_cache(
@@ -158,6 +161,9 @@ class Binaries:
             kwok=kwok / "kwok",
             kwok_stages=kwok / "stages",
             helm=b / f"helm-{v['HELM_VERSION']}" / "helm",
+            kubelet=k8s / "kubelet",
+            kube_proxy=k8s / "kube-proxy",
+            coredns=b / f"coredns-{v['COREDNS_VERSION']}" / "coredns",
         )
 
     def required(self) -> tuple[Path, ...]:
@@ -501,8 +507,17 @@ class LocalCluster:
         startup_timeout: float = 180.0,
         feature_gates: Mapping[str, bool] | None = None,
         extra_args: Mapping[str, Sequence[str]] | None = None,
+        node_address: str | None = None,
     ) -> None:
+        """``node_address``: a real kubelet joins at this address (a /32 on a local veth, see
+        ``hack.cluster.realnode``). The apiserver then listens and advertises there instead of
+        on loopback (pods reach it through the ``kubernetes`` Service), publishes its endpoint,
+        dials kubelets by InternalIP with a client certificate of its own, and calls webhooks
+        at their endpoints (pod IPs on the node's bridge) rather than at ClusterIPs, which only
+        kube-proxy's rules give a meaning and a blackhole route guards on the host."""
         self.workdir = Path(workdir).resolve()
+        self.node_address = node_address
+        self.address = node_address or LOOPBACK
         self.node_count = nodes
         self.node = node or NodeSpec()
         self.node_names = [f"{node_prefix}{i}" for i in range(nodes)]
@@ -525,7 +540,7 @@ class LocalCluster:
 
     @property
     def api_url(self) -> str:
-        return f"https://{LOOPBACK}:{self.ports['kube-apiserver']}"
+        return f"https://{self.address}:{self.ports['kube-apiserver']}"
 
     @property
     def ca_cert(self) -> Path:
@@ -681,6 +696,7 @@ class LocalCluster:
         pki = Pki(self.pki_dir)
         pki.create()
         sans = [
+            f"IP:{self.address}",
             f"IP:{LOOPBACK}",
             "DNS:localhost",
             "IP:10.96.0.1",
@@ -694,6 +710,14 @@ class LocalCluster:
         kcm = pki.issue("kube-controller-manager", "system:kube-controller-manager", client=True)
         sched = pki.issue("kube-scheduler", "system:kube-scheduler", client=True)
         pki.issue("front-proxy-client", "front-proxy-client", client=True, ca=pki.front_proxy_ca)
+        if self.node_address:
+            # The apiserver's identity towards kubelets (their webhook authorizer checks it).
+            pki.issue(
+                "apiserver-kubelet-client",
+                "kube-apiserver-kubelet-client",
+                organizations=["system:masters"],
+                client=True,
+            )
         self._pki = pki
         url = self.api_url
         write_kubeconfig(self.kubeconfig, url, pki.ca.cert, admin)
@@ -706,7 +730,7 @@ class LocalCluster:
         env = dict(os.environ)
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "KUBECONFIG"):
             env.pop(var, None)
-        env["NO_PROXY"] = env["no_proxy"] = f"{LOOPBACK},localhost"
+        env["NO_PROXY"] = env["no_proxy"] = f"{LOOPBACK},localhost,{self.address}"
         with log.open("ab") as out:
             out.write(f"==> {' '.join(argv)}\n".encode())
             out.flush()
@@ -817,12 +841,11 @@ class LocalCluster:
         p = self.pki_dir
         args = [
             f"--etcd-servers=http://{LOOPBACK}:{self.ports['etcd']}",
-            f"--bind-address={LOOPBACK}",
+            f"--bind-address={self.address}",
             f"--secure-port={self.ports['kube-apiserver']}",
             # The advertise address is only published in the `kubernetes` Service's endpoints;
             # with the reconciler off nothing is published, and a loopback address is accepted.
-            f"--advertise-address={LOOPBACK}",
-            "--endpoint-reconciler-type=none",
+            f"--advertise-address={self.address}",
             f"--tls-cert-file={p / 'apiserver.crt'}",
             f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
@@ -844,6 +867,15 @@ class LocalCluster:
             "--allow-privileged=true",
             "--profiling=false",
         ]
+        if self.node_address:
+            args += [
+                f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP",  # never a DNS lookup of a node
+                "--enable-aggregator-routing=true",  # webhooks at pod IPs, not ClusterIPs
+            ]
+        else:
+            args.append("--endpoint-reconciler-type=none")
         args += self._feature_gate_args()
         self._spawn("kube-apiserver", self.binaries.kube_apiserver, args)
         ctx = self.ssl_context()
