@@ -7,6 +7,7 @@
 #   hack/docker/make-base-image.sh            # prints the image tag on its last line
 #   BASE_IMAGE=$(hack/docker/make-base-image.sh | tail -n1)
 #   docker build --build-arg BASE_IMAGE="$BASE_IMAGE" -f Dockerfile.webhook .
+#   hack/docker/make-base-image.sh --print-tag  # only the tag it would make; needs no engine
 #
 # Cached twice, keyed by the recipe: the tag carries a hash of this script and of the suite, so
 # editing the recipe makes a new tag; an existing image with that tag is reused as is, and the
@@ -32,6 +33,11 @@ tag="$REPO:$SUITE-$recipe"
 tarball="$CACHE/presize-base-$SUITE-$recipe.tar"
 
 log() { echo "make-base-image: $*" >&2; }
+
+if [ "${1:-}" = --print-tag ]; then
+  echo "$tag"
+  exit 0
+fi
 
 if $DOCKER image inspect "$tag" >/dev/null 2>&1 && [ "${FORCE:-0}" != 1 ]; then
   log "reusing image $tag"

@@ -8,15 +8,19 @@ file system, every capability dropped, no privilege escalation); the webhook ans
 ``/healthz`` and ``/metrics`` over TLS with a certificate it generated, runs as a non-root
 user, stops cleanly on SIGTERM and carries no numpy or statsmodels; the agent reads the
 host's cgroup tree through read-only mounts, answers ``/healthz`` and ``/metrics`` and prints
-its counters when stopped.
+its counters when stopped. ``python -m hack.docker.images`` builds the same Dockerfiles and
+saves them as archives tagged as the chart expects, and its second run is a cache hit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import ssl
+import subprocess
+import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker.conftest import Engine, build_image
+from hack.docker.images import COMPONENTS, app_version, build_images, dockerfile_sources
+from tests.docker.conftest import REPO, Engine, build_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -233,3 +238,82 @@ def test_controller_image_runs_the_controller_and_stops_cleanly(
         assert state["ExitCode"] == 0, logs[-2000:]
     finally:
         docker_engine.run("rm", "-f", cid, check=False)
+
+
+def _snapshot(dest: Path) -> Path:
+    """A copy of the build context's inputs (Dockerfiles, what they copy, the chart's
+    Chart.yaml, .dockerignore) in ``dest``."""
+    keep = {".dockerignore", "charts/presize/Chart.yaml"}
+    for component in COMPONENTS:
+        keep |= {f"Dockerfile.{component}", *dockerfile_sources(REPO / f"Dockerfile.{component}")}
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
+    for rel in sorted(keep):
+        source, target = REPO / rel, dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=skip)
+        else:
+            shutil.copy2(source, target)
+    return dest
+
+
+def test_build_images_saves_archives_tagged_for_the_chart(
+    docker_engine: Engine, images: dict[str, float], tmp_path: Path
+) -> None:
+    """``hack.docker.images.build_images`` on this engine (its layers are already built by
+    ``images``): one ``docker save`` archive per component, named for the chart's appVersion,
+    carrying the tag the chart's default values resolve to, loadable again; a second call
+    finds them and builds nothing. Built from a copy of what the Dockerfiles copy, so that
+    sources edited while this runs do not change its inputs."""
+    out = tmp_path / "archives"
+    repo = _snapshot(tmp_path / "repo")
+    try:
+        result = build_images(out=out, docker_host=str(docker_engine.socket), repo=repo, log=print)
+        version = app_version(repo / "charts" / "presize" / "Chart.yaml")
+        assert result["cached"] is False
+        assert result["images"] == {c: f"presize/{c}:{version}" for c in COMPONENTS}
+        paths = {
+            "agent": result["agent"],
+            "controller": result["controller"],
+            "webhook": result["webhook"],
+        }
+        for component, path in paths.items():
+            archive = Path(path)
+            assert archive.parent == out
+            assert archive.name.startswith(f"presize-{component}-{version}-")
+            with tarfile.open(archive) as tar:
+                member = tar.extractfile("manifest.json")
+                assert member is not None
+                manifest = json.loads(member.read())
+            assert manifest[0]["RepoTags"] == [f"presize/{component}:{version}"]
+        # Loadable again; and what a Kubernetes node does with it: ctr images import, here into
+        # the engine's own containerd (a namespace of its own), as docker.io/presize/...
+        tag = result["images"]["webhook"]
+        image_id = docker_engine.inspect_image(tag)["Id"]
+        docker_engine.run("image", "rm", tag)
+        docker_engine.run("load", "-i", paths["webhook"])
+        assert docker_engine.inspect_image(tag)["Id"] == image_id
+        assert docker_engine.workdir is not None
+        containerd = docker_engine.workdir / "exec" / "containerd" / "containerd.sock"
+        if shutil.which("ctr") and containerd.exists():
+            ctr = ["ctr", "--address", str(containerd), "--namespace", "presize-test", "images"]
+            imported = subprocess.run(
+                [*ctr, "import", paths["webhook"]],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert imported.returncode == 0, imported.stderr[-2000:]
+            names = subprocess.run(
+                [*ctr, "ls", "-q"], capture_output=True, text=True, timeout=60, check=True
+            ).stdout
+            assert f"docker.io/{tag}" in names.split()
+
+        again = build_images(out=out, docker_host="unix:///nonexistent.sock", repo=repo, log=print)
+        assert again["cached"] is True
+        assert again["seconds"] < 10
+        assert again["images"] == result["images"]
+        assert [again["agent"], again["controller"], again["webhook"]] == list(paths.values())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # about 900 MB
