@@ -117,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
         help="bearer token file (a projected ServiceAccount token; reread when it changes)",
     )
     add("--ca-file", default=_env("CA_FILE", "") or None, help="CA bundle of the controller")
+    add(
+        "--io-throttle",
+        action=argparse.BooleanOptionalAction,
+        default=_env("IO_THROTTLE", "1").lower() in ("1", "true", "yes"),
+        help="apply the I/O limits the controller asks for (writes io.max or blkio.throttle.*, "
+        "so the cgroup tree must be writable); --no-io-throttle ignores them",
+    )
     add("--spool-dir", default=_env("SPOOL_DIR", "/var/lib/presize/spool"))
     add("--spool-max-bytes", type=int, default=int(_env("SPOOL_MAX_BYTES", str(64 << 20))))
     add(
@@ -206,6 +213,7 @@ class Agent:
             **extra,
         )
         self.throttle = IoThrottle(reader.version, reader.io_folder)
+        self.io_limits_ignored = False  # logged once under --no-io-throttle
         logs = self.logs
         self.diagnoser = Diagnoser(
             DiagnosticsSources(
@@ -258,6 +266,11 @@ class Agent:
     def on_ack(self, ack: ReportAck) -> None:
         """The controller's instructions, repeated on every ack: snapshots and I/O limits."""
         self.diagnoser.request(ack.diagnose, time.monotonic())
+        if not self.args.io_throttle:
+            if ack.io_limits and not self.io_limits_ignored:
+                self.io_limits_ignored = True
+                log.info("the controller asks for I/O limits; ignored (--no-io-throttle)")
+            return
         self.throttle.apply(
             ack.io_limits, lambda uid, name: (f := self.collector.find(uid, name)) and f[0]
         )

@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -72,7 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent-identity",
         action="append",
         default=None,
-        help="username allowed to report (repeatable; default: any authenticated)",
+        metavar="USERNAME",
+        help="username allowed to report, e.g. system:serviceaccount:presize:presize-agent "
+        "(repeatable; added to the comma-separated PRESIZE_CONTROLLER_AGENT_IDENTITY). The "
+        "kubernetes orchestrator refuses to start without one unless --allow-any-agent",
+    )
+    add(
+        "--allow-any-agent",
+        action="store_true",
+        default=_flag("ALLOW_ANY_AGENT"),
+        help="accept reports from any token the API server authenticates (any ServiceAccount "
+        "of the cluster), instead of only --agent-identity; an explicit opt-in, not a default",
     )
     add(
         "--insecure-no-auth",
@@ -124,6 +135,37 @@ def settings_from(args: argparse.Namespace) -> ControllerSettings:
     )
 
 
+def agent_identities(flags: Sequence[str] | None, env: str) -> tuple[str, ...]:
+    """The usernames allowed to report: those of the comma-separated environment value, then
+    those of ``--agent-identity``, blanks dropped, each once. Pure."""
+    names = [*env.split(","), *(flags or ())]
+    return tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+
+
+def allowed_agents(identities: Sequence[str], *, allow_any: bool) -> tuple[str, ...] | None:
+    """Who may report when tokens are checked by TokenReview: ``identities``, or ``None`` (any
+    authenticated token) only on the explicit ``--allow-any-agent``. Raises
+    :class:`PresizeError` when neither or both are given: a token the API server accepts
+    proves who the caller is, not that it is an agent, so "anyone in the cluster" is never a
+    silent default. Pure."""
+    if allow_any and identities:
+        raise PresizeError(
+            "--allow-any-agent contradicts --agent-identity "
+            f"({', '.join(identities)}): give one or the other"
+        )
+    if allow_any:
+        return None
+    if not identities:
+        raise PresizeError(
+            "no agent identity: with TokenReview authentication, every ServiceAccount of the "
+            "cluster would be allowed to send reports. Pass --agent-identity "
+            "system:serviceaccount:<namespace>:<agent ServiceAccount> (repeatable; or "
+            "PRESIZE_CONTROLLER_AGENT_IDENTITY, comma-separated; the Helm chart sets it), or "
+            "--allow-any-agent to accept any authenticated token"
+        )
+    return tuple(identities)
+
+
 def _kubernetes(
     args: argparse.Namespace,
 ) -> tuple[Orchestrator, ProfileStore, Authenticator | None, Leadership]:
@@ -135,14 +177,20 @@ def _kubernetes(
         api_client,
     )
 
+    allowed: tuple[str, ...] | None = None
+    if not args.insecure_no_auth:  # checked first: a bad configuration fails before any I/O
+        allowed = allowed_agents(
+            agent_identities(args.agent_identity, _env("AGENT_IDENTITY", "")),
+            allow_any=args.allow_any_agent,
+        )
     api = api_client(args.kubeconfig)
     orch = KubeOrchestrator(api, default_mode=Mode(args.default_mode))
     store = KubeProfileStore(api)
     auth: Authenticator | None = None
     if not args.insecure_no_auth:
-        auth = TokenReviewAuthenticator(
-            api, audience=args.token_audience, allowed=tuple(args.agent_identity or ())
-        )
+        auth = TokenReviewAuthenticator(api, audience=args.token_audience, allowed=allowed)
+        if allowed is None:
+            log.warning("--allow-any-agent: any token the API server authenticates may report")
     leadership: Leadership = AlwaysLeader()
     if args.leader_elect:
         leadership = Elected(

@@ -35,6 +35,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "webhook-url": {"webhook": {"url": URL}},
     "agent-disabled": {"agent": {"enabled": False}},
     "helm-certs": {"webhook": {"tls": {"mode": "helm"}, "excludeNamespaces": ["monitoring"]}},
+    "io-throttle": {"agent": {"ioThrottle": {"enabled": True}}},
+    "allow-any-agent": {"controller": {"allowAnyAgent": True}},
 }
 
 BAD_VALUES: dict[str, dict[str, Any]] = {
@@ -45,6 +47,11 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "plain http webhook url": {"webhook": {"url": "http://127.0.0.1:9443/mutate"}},
     "unknown tls mode": {"webhook": {"tls": {"mode": "manual"}}},
     "token lifetime below 10 min": {"agent": {"token": {"expirationSeconds": 60}}},
+    "unknown ioThrottle key": {"agent": {"ioThrottle": {"enable": True}}},
+    "ioThrottle.enabled not a boolean": {"agent": {"ioThrottle": {"enabled": "yes"}}},
+    "agent identity not a list": {"controller": {"agentIdentities": "system:anonymous"}},
+    "agent identity with a comma": {"controller": {"agentIdentities": ["a,b"]}},
+    "allowAnyAgent not a boolean": {"controller": {"allowAnyAgent": "true"}},
 }
 
 
@@ -501,3 +508,124 @@ def test_image_values(tmp_path: Path) -> None:
     assert pod["containers"][0]["image"] == "reg.local/wh:v9"
     assert pod["containers"][0]["imagePullPolicy"] == "Never"
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+# --------------------------------------------------------------------------------------------
+# who may report: the agent's ServiceAccount identity handed to the controller
+
+
+def _container(docs: list[dict], kind: str, name: str) -> dict:
+    (container,) = one(docs, kind, name)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _env(container: dict) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+OTHER_AGENT = "system:serviceaccount:elsewhere:their-agent"
+
+
+@pytest.mark.parametrize(
+    ("values", "namespace", "agent_sa", "extra"),
+    [
+        ({}, NAMESPACE, f"{FULL}-agent", []),
+        ({}, "elsewhere", f"{FULL}-agent", []),
+        ({"fullnameOverride": "pz"}, NAMESPACE, "pz-agent", []),
+        ({"agent": {"serviceAccount": {"name": "node-agent"}}}, NAMESPACE, "node-agent", []),
+        ({"agent": {"serviceAccount": {"create": False}}}, NAMESPACE, "default", []),
+        (
+            {"controller": {"agentIdentities": [OTHER_AGENT]}},
+            NAMESPACE,
+            f"{FULL}-agent",
+            [OTHER_AGENT],
+        ),
+    ],
+    ids=["defaults", "other-namespace", "fullname-override", "named-sa", "existing-sa", "extra"],
+)
+def test_controller_is_given_the_agent_service_account_identity(
+    values: dict[str, Any],
+    namespace: str,
+    agent_sa: str,
+    extra: list[str],
+    tmp_path: Path,
+) -> None:
+    """The controller accepts exactly the chart's agent (plus controller.agentIdentities): the
+    username a TokenReview reports for the DaemonSet's ServiceAccount in the release
+    namespace, and the controller's own parsing of the variable yields it."""
+    from controller.__main__ import agent_identities, allowed_agents
+
+    full = values.get("fullnameOverride", FULL)
+    docs = render(tmp_path, values, namespace=namespace)
+    pod = one(docs, "DaemonSet", f"{full}-agent")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == agent_sa
+    env = _env(_container(docs, "Deployment", f"{full}-controller"))
+    assert "PRESIZE_CONTROLLER_ALLOW_ANY_AGENT" not in env
+    identity = f"system:serviceaccount:{namespace}:{agent_sa}"
+    raw = env["PRESIZE_CONTROLLER_AGENT_IDENTITY"]
+    assert raw == ",".join([identity, *extra])
+    assert allowed_agents(agent_identities(None, raw or ""), allow_any=False) == (
+        identity,
+        *extra,
+    )
+    if values.get("agent", {}).get("serviceAccount", {}).get("create", True):
+        assert one(docs, "ServiceAccount", agent_sa)["metadata"]["namespace"] == namespace
+
+
+def test_allow_any_agent_is_an_explicit_value(tmp_path: Path) -> None:
+    docs = render(tmp_path, VALUE_SETS["allow-any-agent"])
+    env = _env(_container(docs, "Deployment", f"{FULL}-controller"))
+    assert env["PRESIZE_CONTROLLER_ALLOW_ANY_AGENT"] == "1"
+    assert "PRESIZE_CONTROLLER_AGENT_IDENTITY" not in env  # the controller refuses both
+
+
+def test_allow_any_agent_and_agent_identities_contradict(tmp_path: Path) -> None:
+    values = {"controller": {"allowAnyAgent": True, "agentIdentities": [OTHER_AGENT]}}
+    proc = helm_run("template", RELEASE, str(CHART), "-f", str(_values_file(tmp_path, values)))
+    assert proc.returncode != 0
+    assert "contradict" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# the agent's I/O action: cgroup mount and flag follow agent.ioThrottle.enabled
+
+
+@pytest.mark.parametrize(
+    ("values", "read_only", "flag", "not_flag"),
+    [
+        ({}, True, "--no-io-throttle", "--io-throttle"),
+        ({"agent": {"ioThrottle": {"enabled": False}}}, True, "--no-io-throttle", "--io-throttle"),
+        (VALUE_SETS["io-throttle"], False, "--io-throttle", "--no-io-throttle"),
+    ],
+    ids=["defaults", "disabled", "enabled"],
+)
+def test_io_throttle_value_sets_the_cgroup_mount_and_the_agent_flag(
+    values: dict[str, Any], read_only: bool, flag: str, not_flag: str, tmp_path: Path
+) -> None:
+    docs = render(tmp_path, values)
+    pod = one(docs, "DaemonSet", f"{FULL}-agent")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["cgroup"]["readOnly"] is read_only
+    assert mounts["cgroup"]["mountPath"] == "/host/sys/fs/cgroup"
+    assert mounts["proc"]["readOnly"] is True  # only the cgroup tree ever becomes writable
+    assert mounts["pod-logs"]["readOnly"] is True
+    assert flag in container["args"]
+    assert not_flag not in container["args"]
+    # Writing root-owned cgroup files as uid 0 needs no capability and no privileged mode.
+    sc = container["securityContext"]
+    assert sc["runAsUser"] == 0
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert not sc.get("privileged")
+    assert sc["allowPrivilegeEscalation"] is False
+
+
+def test_agent_parses_the_rendered_io_throttle_flag(tmp_path: Path) -> None:
+    """The flag the chart passes is one the agent knows, and means what the mount allows."""
+    from agent.__main__ import _parser
+
+    for values, expected in (({}, False), (VALUE_SETS["io-throttle"], True)):
+        container = _container(render(tmp_path, values), "DaemonSet", f"{FULL}-agent")
+        args, unknown = _parser().parse_known_args(container["args"][1:])
+        assert unknown == []
+        assert args.io_throttle is expected

@@ -97,6 +97,19 @@ imagePullSecrets:
 {{- default (include "presize.controllerServiceName" .) .Values.controller.leaderElection.leaseName -}}
 {{- end -}}
 
+{{/* Username of the agent's ServiceAccount as a TokenReview reports it:
+     system:serviceaccount:<release namespace>:<agent ServiceAccount>. */}}
+{{- define "presize.agentIdentity" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "presize.serviceAccountName" (dict "ctx" . "component" "agent")) -}}
+{{- end -}}
+
+{{/* Usernames the controller accepts reports from, comma-separated: the chart's agent, then
+     controller.agentIdentities. */}}
+{{- define "presize.agentIdentities" -}}
+{{- $names := prepend (.Values.controller.agentIdentities | default list) (include "presize.agentIdentity" .) -}}
+{{- join "," (uniq $names) -}}
+{{- end -}}
+
 {{- define "presize.controllerURL" -}}
 {{- printf "%s://%s.%s.svc:%d" .Values.controller.scheme (include "presize.controllerServiceName" .) .Release.Namespace (int .Values.controller.port) -}}
 {{- end -}}
