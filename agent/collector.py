@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 
 from agent.cgroups.reader import CgroupReader
 from agent.cgroups.sample import Limits
-from agent.discovery import ContainerCgroup, PodDirectory, StaticPods, identify, scan
+from agent.discovery import (
+    ContainerCgroup,
+    PodDirectory,
+    StaticPods,
+    identify,
+    is_pod_sandbox,
+    scan,
+)
 from agent.errors import AgentError
 from agent.logs import LogCounter
 from agent.netdev import NetCounters, NetMeter
@@ -275,6 +282,8 @@ class Collector:
         """One summary per container over the last ``seconds`` (containers with data only)."""
         out: list[UsageWindow] = []
         for tracked in self._tracked.values():
+            if is_pod_sandbox(tracked.cgroup, self.directory):
+                continue
             pod, name = identify(tracked.cgroup, self.directory)
             sums = self._net_sums.get(self._pod_key(tracked.cgroup))
             rx, tx = (0.0, 0.0) if sums is None else sums.total(seconds, now=now, width=2)
@@ -299,7 +308,7 @@ class Collector:
         out: list[tuple[PodRef, str, Rates]] = []
         for tracked in self._tracked.values():
             rates = tracked.window.latest()
-            if rates is not None:
+            if rates is not None and not is_pod_sandbox(tracked.cgroup, self.directory):
                 pod, name = identify(tracked.cgroup, self.directory)
                 out.append((pod, name, rates))
         return out

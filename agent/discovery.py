@@ -191,3 +191,18 @@ def identify(container: ContainerCgroup, directory: PodDirectory) -> tuple[PodRe
     if info is None:
         return PodRef(namespace="", name="", uid=uid), short
     return info.ref, info.container_names.get(container.container_id, short)
+
+
+def is_pod_sandbox(container: ContainerCgroup, directory: PodDirectory) -> bool:
+    """Whether ``container`` is a cgroup of a known pod that none of its containers owns: the
+    pod's sandbox (pause) container under a real kubelet, or a container that is gone.
+
+    The kubelet's cgroup for a pod holds its sandbox next to its containers, and the sandbox is
+    in no status list. Sizing it makes no sense (nobody can resize it) and reporting it made a
+    WorkloadProfile container named by a hex ID. Its samples are still read: its process is the
+    pod's network namespace holder. A pod the directory does not know yet is not judged.
+    """
+    uid = container.pod_uid or ""
+    info = directory.lookup(uid) if uid else None
+    return info is not None and container.container_id not in info.container_names
+

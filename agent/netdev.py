@@ -117,7 +117,7 @@ class NetMeter:
         for path in cgroups:
             for pid in self._pids(path):
                 try:
-                    netns = os.stat(f"{self.proc_root}/{pid}/ns/net").st_ino
+                    netns = _netns_inode(f"{self.proc_root}/{pid}/ns/net")
                     fd = os.open(f"{self.proc_root}/{pid}/net/dev", os.O_RDONLY | os.O_CLOEXEC)
                 except OSError as exc:
                     if exc.errno in _GONE:
@@ -143,3 +143,18 @@ class NetMeter:
     def close(self) -> None:
         for pod in list(self._pods):
             self.forget(pod)
+
+
+def _netns_inode(path: str) -> int:
+    """The inode of a process's network namespace link, or 0 when it may not be read.
+
+    Reading ``/proc/<pid>/ns/net`` of a process of another user needs ptrace-level access
+    (CAP_SYS_PTRACE), which the chart does not grant the agent: its pods drop every capability,
+    and most containers run as non-root users. ``net/dev`` stays readable, so the meter keeps
+    counting; a recreated sandbox is then recognised by its counters going back instead.
+    """
+    try:
+        return os.stat(path).st_ino
+    except PermissionError:
+        return 0
+

@@ -86,3 +86,23 @@ def test_meter_without_processes_is_none_not_an_error(tmp_path: Path) -> None:
     assert meter.read("pod", ["/pod/c1"]) is None
     meter.forget("pod")
     assert meter.pods() == []
+
+
+def test_meter_counts_pods_whose_namespace_link_it_may_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without CAP_SYS_PTRACE (the chart drops every capability) ``ns/net`` of another user's
+    process is EACCES while ``net/dev`` stays readable: the pod is still counted (seen on the
+    real node, where every non-root pod's network read failed)."""
+    fake_proc(tmp_path, 10, 100, 200)
+    real_stat = os.stat
+
+    def stat(path: str | os.PathLike[str], *args: object, **kwargs: object) -> os.stat_result:
+        if str(path).endswith("/ns/net"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path)
+
+    monkeypatch.setattr(os, "stat", stat)
+    meter = NetMeter(lambda path: [10], proc_root=str(tmp_path))
+    got = meter.read("pod", ["/pod/c1"])
+    assert got == (NetCounters(100, 200), 0)
