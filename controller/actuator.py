@@ -8,9 +8,11 @@ allows evicting the last one), never for a bare pod, and at most ``evictions_per
 PodDisruptionBudgets are enforced by the Eviction API in any case and a refusal is an
 outcome, not an error.
 
-Changes under watch live in memory: a controller restart forgets them, so a change made just
-before a restart is kept without a verdict. The decision states are checkpointed, so the
-restarted controller does not repeat the change either.
+Changes under watch are checkpointed with their workload (:mod:`controller.rollback`); a
+change is judged only once the node reports it done (:mod:`controller.resizestate`), and one
+the node refuses is dropped without a verdict. Every resize sent is remembered as
+:class:`Asked` until the node answers, so :mod:`controller.followup` knows which pending or
+refused resizes are presize's own (and which of them were already put back).
 """
 
 from __future__ import annotations
@@ -18,23 +20,24 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from controller.metrics import ControllerMetrics
 from controller.orchestrator import (
+    ContainerResize,
     ContainerResources,
     EventType,
     Orchestrator,
     Outcome,
     PodView,
-    ResizeStatus,
     WorkloadView,
 )
-from controller.plan import PodPlan, acts
+from controller.plan import PodPlan
 from controller.policies import LatencySlo, PolicyBook
 from controller.recent import RecentWindows
-from controller.rollback import Change, Verdict, judge, revert_resizes
+from controller.resizestate import ResizePhase, ResizeState
+from controller.rollback import Change, Verdict, grows_only, judge, merge, revert_resizes
 from controller.settings import ControllerSettings
 from controller.status import DecisionRecord, RollbackRecord
 from presize.model import Action, WorkloadKey
@@ -55,6 +58,18 @@ class WorkloadRecord:
     backoff: dict[str, DecisionState] = field(default_factory=dict)
     dirty: bool = True
     alerted: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A resize sent and not yet answered by the node: the containers as they were when it
+    was asked, which of them it changed, and whether it was itself a putting back (a
+    rollback, or a refused resize undone), which is never put back in turn."""
+
+    at: float
+    before: tuple[ContainerResources, ...]
+    names: tuple[str, ...]
+    putting_back: bool = False
 
 
 class Actuator:
@@ -79,6 +94,7 @@ class Actuator:
         self.act = act
         self.latency_of = latency_of
         self.watching: dict[str, Change] = {}
+        self.asked: dict[str, Asked] = {}
         self.evictions: deque[float] = deque()
         self._deferral_told: dict[str, float] = {}
 
@@ -121,6 +137,7 @@ class Actuator:
                 result.message,
             )
             return False
+        self.note_asked(pod, plan.resizes, now)
         baseline = self.recent.health(
             pod.ref.uid, [c.name for c in pod.containers], now - self.s.rollback_window_s, now
         )
@@ -145,7 +162,7 @@ class Actuator:
                     grew[res] |= new > cur
                     shrank[res] |= new < cur
         if effective.rollback_enabled:
-            self.watching[pod.ref.uid] = Change(
+            change = Change(
                 pod_uid=pod.ref.uid,
                 pod_name=pod.ref.name,
                 namespace=pod.ref.namespace,
@@ -161,6 +178,12 @@ class Actuator:
                 window_s=self.window_for(effective.rollback_window_s),
                 workload=pod.workload,
             )
+            watched = self.watching.get(pod.ref.uid)
+            if watched is not None and grows_only(watched):
+                # A growth while a growth is watched (the load still rising): one watch for
+                # both, from before the first (controller.rollback).
+                change = merge(watched, change)
+            self._keep(change)
         await self.orch.record_event(
             pod=pod.ref,
             workload=None,
@@ -170,23 +193,48 @@ class Actuator:
         )
         return True
 
+    def note_asked(
+        self,
+        pod: PodView,
+        changes: Sequence[ContainerResize],
+        now: float,
+        *,
+        putting_back: bool = False,
+    ) -> None:
+        """Remember a resize the orchestrator accepted, until the node answers it."""
+        names = tuple(r.name for r in changes)
+        self.asked[pod.ref.uid] = Asked(now, pod.containers, names, putting_back)
+
+    def took_effect(self, pod: PodView, now: float) -> None:
+        """The node runs what ``pod``'s spec asks (first seen at ``now``): the resize asked
+        last, if any, is answered, and the windows measured before it no longer tell how the
+        resources it changed cope (:meth:`controller.recent.RecentWindows.allocation_changed`;
+        an orchestrator that does not report what runs applied it when it was asked)."""
+        asked = self.asked.pop(pod.ref.uid, None)
+        if asked is None:
+            return
+        at = now if pod.applied else asked.at
+        had = {c.name: c for c in asked.before}
+        for name in asked.names:
+            old, new = had.get(name), pod.container(name)
+            if old is None or new is None:
+                continue
+            cpu = (old.cpu_request, old.cpu_limit) != (new.cpu_request, new.cpu_limit)
+            memory = (old.memory_request, old.memory_limit) != (
+                new.memory_request,
+                new.memory_limit,
+            )
+            if cpu or memory:
+                self.recent.allocation_changed(pod.ref.uid, name, at, cpu=cpu, memory=memory)
+
     async def reschedule(
         self, pod: PodView, now: float, workload: WorkloadView | None, why: str, book: PolicyBook
     ) -> bool:
         """Evict ``pod`` so it is recreated elsewhere, when that is safe and allowed; ``True``
         when it was evicted. A deferral is told once per pod per ``deferred_timeout_s``."""
-        effective = book.resolve(pod.ref.namespace, pod.containers[0].name, pod.labels)
-        spare = (
-            workload is not None
-            and workload.ready > 1
-            and (workload.disruptions_allowed is None or workload.disruptions_allowed > 0)
-        )
-        if pod.workload.kind.value in ("Pod", "Container"):
-            msg = "cannot reschedule a pod no controller recreates"
-        elif not (spare or effective.eviction_allowed):
-            msg = "no replica to spare and the policy does not allow evicting the last one"
-        elif not self._eviction_allowed(now):
-            msg = f"eviction rate limit ({self.s.evictions_per_minute}/min) reached"
+        blocked = self.reschedule_blocked(pod, now, workload, book)
+        if blocked is not None:
+            msg = blocked
         else:
             result = await self.orch.evict(pod.ref, why)
             self.metrics.actions.labels("evict", result.outcome.value).inc()
@@ -215,45 +263,71 @@ class Actuator:
         )
         return False
 
+    def reschedule_blocked(
+        self, pod: PodView, now: float, workload: WorkloadView | None, book: PolicyBook
+    ) -> str | None:
+        """Why ``pod`` cannot be evicted now (``None``: it can): a bare pod, no replica to
+        spare within the PodDisruptionBudget (unless the policy allows evicting the last
+        one), or the eviction rate limit."""
+        effective = book.resolve(pod.ref.namespace, pod.containers[0].name, pod.labels)
+        spare = (
+            workload is not None
+            and workload.ready > 1
+            and (workload.disruptions_allowed is None or workload.disruptions_allowed > 0)
+        )
+        if pod.workload.kind.value in ("Pod", "Container"):
+            return "cannot reschedule a pod no controller recreates"
+        if not (spare or effective.eviction_allowed):
+            return "no replica to spare and the policy does not allow evicting the last one"
+        if not self._eviction_allowed(now):
+            return f"eviction rate limit ({self.s.evictions_per_minute}/min) reached"
+        return None
+
     def _eviction_allowed(self, now: float) -> bool:
         window = 60.0 / self.s.time_scale if self.s.time_scale != 1 else 60.0
         while self.evictions and self.evictions[0] < now - window:
             self.evictions.popleft()
         return len(self.evictions) < self.s.evictions_per_minute
 
-    async def follow_pending(
-        self, pod: PodView, now: float, workload: WorkloadView | None, book: PolicyBook
-    ) -> Action | None:
-        """A resize the node deferred too long, or can never do, becomes a reschedule (VPA)."""
-        if pod.resize is ResizeStatus.DEFERRED:
-            since = pod.resize_since if pod.resize_since is not None else now
-            if now - since < self.s.deferred_timeout_s:
-                return Action.DEFER
-        why = (
-            f"resize {pod.resize.value.lower()}: {pod.resize_message or 'the node cannot hold it'}"
-        )
-        mode = book.resolve(pod.ref.namespace, pod.containers[0].name, pod.labels).mode
-        self.metrics.decisions.labels(
-            Action.RESCHEDULE.value, "resize-" + pod.resize.value.lower()
-        ).inc()
-        if self.act and acts(mode):
-            await self.reschedule(pod, now, workload, why, book)
-        return Action.RESCHEDULE
-
     async def judge_changes(
-        self, now: float, pods_by_uid: Mapping[str, PodView], book: PolicyBook
+        self,
+        now: float,
+        pods_by_uid: Mapping[str, PodView],
+        book: PolicyBook,
+        state_of: Callable[[PodView, float], ResizeState],
     ) -> set[str]:
         """Keep or revert every change whose watch has an answer (:func:`judge`); returns the
         pods reverted, which the caller must not decide again from its older view this cycle
-        (that view still shows the change being undone)."""
+        (that view still shows the change being undone).
+
+        Only a change the node has carried out is judged (``state_of``, the follow-up's view
+        of :func:`controller.resizestate.classify_resize`): its window starts when it is first
+        seen done; one still deferred, in progress or unanswered waits; one the node refused
+        or can never hold ends its watch with no verdict, since nothing changed for the pod."""
         reverted: set[str] = set()
-        for uid, change in list(self.watching.items()):
+        for uid, watched in list(self.watching.items()):
             pod = pods_by_uid.get(uid)
             if pod is None:
+                self._unwatch(watched)
+                continue
+            change = watched
+            phase = state_of(pod, now).phase
+            if phase in (ResizePhase.INFEASIBLE, ResizePhase.ERROR):
+                log.info("watch of %s/%s ends: the node did not apply the change (%s)",
+                         change.namespace, change.pod_name, phase.value)  # fmt: skip
+                # After a restart the checkpointed watch is what tells it was presize's.
+                resized = tuple(r.name for r in change.after)
+                self.asked.setdefault(uid, Asked(change.at, change.before, resized))
                 self._unwatch(change)
                 continue
+            if phase is ResizePhase.DEFERRED:
+                self._rebase_restarts(change, pod)
+            if phase is not ResizePhase.DONE:
+                continue
+            if change.effective_at is None:
+                change = self._took_effect(change, pod, now)
             names = [r.name for r in change.after]
-            after = self.recent.health(uid, names, change.at, now)
+            after = self.recent.health(uid, names, change.started, now)
             restarts = sum(
                 max(0, c.restarts - b.restarts)
                 for c in pod.containers
@@ -276,6 +350,27 @@ class Actuator:
                 reverted.add(uid)
         return reverted
 
+    def _took_effect(self, change: Change, pod: PodView, now: float) -> Change:
+        """Start the watch window of ``change``, seen done at ``now`` (an orchestrator that
+        does not report what runs applies synchronously: then when it was asked)."""
+        change = replace(change, effective_at=now if pod.applied else change.at)
+        self._keep(change)
+        return change
+
+    def _rebase_restarts(self, change: Change, pod: PodView) -> None:
+        """A restart while the node defers the change is not its doing (the node has not
+        touched the pod for it): count restarts from now. Restarts while it is applied are
+        still counted (a ``RestartContainer`` resize policy restarts it then)."""
+        restarts = {c.name: c.restarts for c in pod.containers}
+        before = tuple(replace(b, restarts=restarts.get(b.name, b.restarts)) for b in change.before)
+        if before != change.before:
+            self._keep(replace(change, before=before))
+
+    def _keep(self, change: Change) -> None:
+        self.watching[change.pod_uid] = change
+        if change.workload is not None:
+            self.record_for(change.workload).dirty = True
+
     def _unwatch(self, change: Change) -> None:
         """End a watch; its workload's checkpoint must drop it too."""
         del self.watching[change.pod_uid]
@@ -283,10 +378,13 @@ class Actuator:
             self.record_for(change.workload).dirty = True
 
     async def _revert(self, pod: PodView, change: Change, why: str, now: float) -> None:
-        result = await self.orch.resize(pod.ref, revert_resizes(change))
+        back = revert_resizes(change)
+        result = await self.orch.resize(pod.ref, back)
         self.metrics.actions.labels("rollback", result.outcome.value).inc()
         if result.outcome is Outcome.GONE:
             return
+        if result.ok:
+            self.note_asked(pod, back, now, putting_back=True)
         self.metrics.rollbacks.inc()
         record = self.record_for(pod.workload)
         until = now + self.s.rollback_backoff_s

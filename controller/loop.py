@@ -7,8 +7,9 @@ and the benchmark call the methods directly with their own clock):
   the recent-window store (per-pod signals); urgent reasons mark pods to decide next.
 * :meth:`cycle` (every ``urgent_period_s`` for marked pods, every ``profile_period_s`` for all)
   reads the orchestrator's state, closes finished steps into the profiles, judges the changes
-  under watch (rollback), follows pending resizes (Deferred/Infeasible fallback), and decides
-  each pod through :func:`controller.plan.plan_pod`, acting when the mode is ``auto``.
+  under watch (rollback), follows resizes the node has not carried out (Deferred,
+  Infeasible, refused: :mod:`controller.followup`), and decides each pod through
+  :func:`controller.plan.plan_pod`, acting when the mode is ``auto``.
 * :meth:`detect_anomalies`, :meth:`refit` (worker thread) and :meth:`checkpoint` run on
   their own periods; :meth:`restore` takes profiles back from the store at start.
 
@@ -30,6 +31,7 @@ from dataclasses import replace
 
 from controller.actuator import Actuator, WorkloadRecord
 from controller.appmetrics import LatencyScraper
+from controller.followup import WAITING, ResizeFollowUp, append_decision
 from controller.metrics import ControllerMetrics
 from controller.orchestrator import (
     ClusterState,
@@ -38,14 +40,14 @@ from controller.orchestrator import (
     Orchestrator,
     PodView,
     ProfileStore,
-    ResizeStatus,
     WorkloadView,
 )
 from controller.plan import ContainerInput, acts, plan_pod
 from controller.policies import PolicyBook
 from controller.profile import ContainerProfile
 from controller.recent import RecentWindows, parse_urgent
-from controller.rollback import change_from_json, change_to_json
+from controller.resizestate import ResizePhase
+from controller.rollback import change_from_json, change_to_json, grows_only
 from controller.settings import ControllerSettings
 from controller.status import (
     build_status,
@@ -119,12 +121,19 @@ class Controller:
             time_scale=settings.time_scale,
             act=act,
         )
+        self.followup = ResizeFollowUp(
+            self.actuator,
+            settings=self.s,
+            metrics=self.metrics,
+            record_for=self._workload,
+            act=act,
+        )
 
     # ------------------------------------------------------------------ ingest
 
     def ingest(self, report: Report, now: float) -> None:
         """Take one (already authenticated, decoded, deduplicated) report."""
-        self.recent.add(report.windows)
+        self.recent.add(report.windows, now)
         for text in report.urgent_reasons:
             forecast = parse_urgent(text)
             if forecast is not None:
@@ -310,13 +319,16 @@ class Controller:
             slos = [p.slo.latency for ps in self.book.policies.values() for p in ps]
             await self.latency.scrape(s for s in slos if s is not None)
         await self._publish_diagnostics()
-        reverted = await self.actuator.judge_changes(now, self.pods_by_uid, self.book)
+        nodes = {n.name: n for n in self.cluster.nodes}
+        self.followup.begin_cycle(self.pods_by_uid, nodes)
+        reverted = await self.actuator.judge_changes(
+            now, self.pods_by_uid, self.book, self.followup.state_of
+        )
         if urgent_only:
             targets = [self.pods_by_uid[u] for u in self.urgent if u in self.pods_by_uid]
         else:
             targets = list(self.cluster.pods)
         self.urgent.clear()
-        nodes = {n.name: n for n in self.cluster.nodes}
         workloads = {w.key: w for w in self.cluster.workloads}
         for pod in targets:
             if pod.ref.uid in reverted:
@@ -337,14 +349,19 @@ class Controller:
     ) -> Action | None:
         if pod.excluded or not pod.running or not self.book.managed(pod.ref.namespace):
             return None
-        if pod.ref.uid in self.actuator.watching:
-            return None  # a change is under watch: judge it before changing again
-        if pod.resize in (ResizeStatus.IN_PROGRESS,):
-            return None
-        if pod.resize in (ResizeStatus.DEFERRED, ResizeStatus.INFEASIBLE):
-            return await self.actuator.follow_pending(
-                pod, now, workloads.get(pod.workload), self.book
+        resize = self.followup.state_of(pod, now)
+        if resize.phase in WAITING:
+            return None  # the node has not answered the last resize yet: never race it
+        if resize.phase is not ResizePhase.DONE:
+            return await self.followup.follow(
+                pod, resize, now, workload=workloads.get(pod.workload), nodes=nodes, book=self.book
             )
+        watched = self.actuator.watching.get(pod.ref.uid)
+        if watched is not None and not grows_only(watched):
+            return None  # a shrink is under watch: judge it before changing again
+        # A growth under watch does not hold the pod: a container still throttled after a
+        # growth is grown again now (controller.rollback); only shrinking waits.
+        grow_only = watched is not None
         record = self._workload(pod.workload)
         states = record.states.setdefault(pod.ref.uid, {})
         inputs: dict[str, ContainerInput] = {}
@@ -365,6 +382,8 @@ class Controller:
             signals = self.recent.signals(
                 pod.ref.uid, c.name, since=since, peak_s=3600.0 / max(self.s.time_scale, 1.0)
             )
+            if c.oom_killed_at is not None and c.oom_killed_at > since:
+                signals = replace(signals, oom_kill=True)  # the kubelet saw it (podview)
             profile = self.profiles.get(key)
             if profile is not None and any(
                 a.kind.value == "memory-leak" for a in profile.anomalies
@@ -376,7 +395,9 @@ class Controller:
                 signals = replace(signals, latency_over_slo=over)
             state = states.get(c.name) or self._inherit(record, c.name)
             peak = profile.cpu_peak() if profile is not None else math.nan
-            inputs[c.name] = ContainerInput(c, effective, predicted, signals, state, peak)
+            inputs[c.name] = ContainerInput(
+                c, effective, predicted, signals, state, peak, grow_only=grow_only
+            )
         self.last_decided[pod.ref.uid] = now
         if not inputs:
             return None
@@ -384,7 +405,14 @@ class Controller:
         free = Allocation(
             getattr(node, "cpu_free", math.inf), getattr(node, "memory_free", math.inf)
         )
-        plan = plan_pod(now, pod, inputs, free, self.s.predictor.policy)
+        plan = self.followup.screen(
+            pod,
+            plan_pod(now, pod, inputs, free, self.s.predictor.policy),
+            now,
+            workload=workloads.get(pod.workload),
+            nodes=nodes,
+            book=self.book,
+        )
         previous = {name: i.state for name, i in inputs.items()}
         for o in plan.containers:
             states[o.name] = o.state
@@ -395,14 +423,14 @@ class Controller:
             Mode.AUTO if modes == {Mode.AUTO} else (Mode.OFF if Mode.OFF in modes else Mode.INITIAL)
         )
         first = plan.containers[0].decision
-        record.decisions.append(
+        append_decision(
+            record,
             decision_record(
                 now,
                 pod.ref.name,
                 replace(first, action=plan.action, reason=plan.reason, message=plan.message),
-            )
+            ),
         )
-        record.dirty = True
         log.info(
             "decision %s %s/%s: %s (%s) mode=%s",
             plan.action.value,

@@ -60,6 +60,7 @@ class ContainerResources:
     cpu_restart: bool = False
     memory_restart: bool = False
     restarts: int = 0
+    oom_killed_at: float | None = None  # when the node last saw the kernel OOM-kill it
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,12 @@ class PodView:
     ``containers`` is what is asked for (the spec); ``applied`` what the node reports it runs
     (Kubernetes ``status.containerStatuses[].resources``), empty when the orchestrator does not
     say. They differ while a resize is pending or in progress.
+
+    ``generation`` counts the changes asked of the pod (Kubernetes ``metadata.generation``:
+    one more per resize PATCH), ``observed_generation`` the last one its node has seen
+    (``status.observedGeneration``) and ``resize_generation`` the one the resize condition
+    speaks of (its ``observedGeneration``). ``None`` where the orchestrator does not count:
+    then a state is taken as current. See :mod:`controller.resizestate`.
     """
 
     ref: PodRef
@@ -80,6 +87,9 @@ class PodView:
     resize: ResizeStatus = ResizeStatus.NONE
     resize_message: str = ""
     resize_since: float | None = None
+    generation: int | None = None
+    observed_generation: int | None = None
+    resize_generation: int | None = None
     excluded: bool = False
     created_at: float = 0.0
     labels: Mapping[str, str] = field(default_factory=dict)

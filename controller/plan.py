@@ -19,7 +19,9 @@ times the buffer; a Guaranteed container, whose request must equal its limit, ge
 CPU is rounded up to whole millicores and memory up to whole MiB, as people write them.
 
 **The pod as a whole.** All containers are resized in one request (the kubelet applies one
-pod resize at a time); the pod's action is the most disruptive one any container needs:
+pod resize at a time), but a growth is never mixed with a shrink (as within a container,
+:mod:`presize.policy`): while one container grows, another's shrink waits. The pod's action
+is the most disruptive one any container needs:
 RESCHEDULE (the node cannot hold the growth) > SCALE_OUT (one replica cannot hold the
 prediction; the pod still gets the policy maximum) > RESIZE_IN_PLACE > NOOP.
 
@@ -62,6 +64,8 @@ class ContainerInput:
     signals: Signals
     state: DecisionState
     cpu_peak: float = math.nan  # the workload's recent CPU peak (cores), NaN when unknown
+    # Only growth now: a growth of the pod is under rollback watch (controller.rollback).
+    grow_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +182,9 @@ def plan_container(now: float, c: ContainerInput, base: PolicySettings) -> Conta
         predicted = Allocation(math.nan, predicted.memory)
     if math.isnan(alloc.memory):
         predicted = Allocation(predicted.cpu, math.nan)
+    # Under the watch of a growth nothing shrinks (a shrink is judged by a watch of its own,
+    # against a baseline no growth has moved); the hold is this decision's, not kept.
+    held_from = replace(c.state, shrink_blocked_until=math.inf) if c.grow_only else c.state
     decision, state = decide(
         now=now,
         current=current,
@@ -185,8 +192,10 @@ def plan_container(now: float, c: ContainerInput, base: PolicySettings) -> Conta
         signals=c.signals,
         limits=_limits_for(c.effective),
         settings=settings,
-        state=c.state,
+        state=held_from,
     )
+    if c.grow_only:
+        state = replace(state, shrink_blocked_until=c.state.shrink_blocked_until)
     if not decision.changes_allocation and decision.action is not Action.SCALE_OUT:
         return ContainerOutcome(name, decision, state, None)
     cpu = decision.cpu if decision.cpu is not None and not math.isnan(alloc.cpu) else None
@@ -245,6 +254,12 @@ def plan_pod(
     )
     if not outcomes:
         return PodPlan(Action.NOOP, Reason.NO_HISTORY, "no profile for any container yet", ())
+    if any(_moves(pod, o) > 0 for o in outcomes):
+        # One container's growth is never mixed with another's shrink (as within one:
+        # presize.policy): the shrink waits, its state as it was.
+        outcomes = tuple(
+            _held(o, inputs[o.name].state) if _moves(pod, o) < 0 else o for o in outcomes
+        )
     acting = [o for o in outcomes if o.resize is not None]
     if not acting:
         first = outcomes[0].decision
@@ -263,6 +278,26 @@ def plan_pod(
             return PodPlan(action, Reason.EXCEEDS_NODE, why, outcomes)
     message = "; ".join(f"{o.name}: {o.decision.message}" for o in acting)
     return PodPlan(action, top.decision.reason, message, outcomes)
+
+
+def _moves(pod: PodView, o: ContainerOutcome) -> int:
+    """1 when ``o``'s resize grows a value of its container, -1 when it only shrinks, 0 when
+    there is none."""
+    c, r = pod.container(o.name), o.resize
+    if c is None or r is None:
+        return 0
+    pairs = ((r.cpu_request, c.cpu_request), (r.cpu_limit, c.cpu_limit),
+             (r.memory_request, c.memory_request), (r.memory_limit, c.memory_limit))  # fmt: skip
+    deltas = [new - old for new, old in pairs if new is not None and old is not None]
+    if any(d > 0 for d in deltas):
+        return 1
+    return -1 if any(d < 0 for d in deltas) else 0
+
+
+def _held(o: ContainerOutcome, state: DecisionState) -> ContainerOutcome:
+    d = o.decision
+    why = f"{d.message}; held: not shrunk in the change that grows another container"
+    return ContainerOutcome(o.name, Decision(Action.NOOP, Reason.COOLDOWN, why), state, None)
 
 
 def _growth(pod: PodView, acting: list[ContainerOutcome]) -> Allocation:

@@ -13,6 +13,9 @@ What is read, and why it is read that way:
   (1.35): ``PodResizePending`` with reason ``Deferred`` or ``Infeasible``, and
   ``PodResizeInProgress`` (reason ``Error`` when the kubelet failed to apply it). A pending
   resize is reported before one in progress: the newest ask is what the loop must react to.
+  With it the generations that tell a current condition from a stale one:
+  ``metadata.generation`` (one more per resize PATCH), ``status.observedGeneration`` and the
+  condition's ``observedGeneration``; :mod:`controller.resizestate` reads them.
 * **What a pod holds on its node** (:func:`pod_node_requests`) the way the scheduler counts it:
   the larger of the regular containers plus restartable init containers (sidecars) and the
   largest single init container, plus ``spec.overhead``; pod-level ``spec.resources`` wins when
@@ -123,6 +126,7 @@ def container_resources(
     *,
     policy: Mapping[str, Any] | None = None,
     restarts: int = 0,
+    oom_killed_at: float | None = None,
 ) -> ContainerResources:
     """One container's requests and limits from a ``resources`` object (spec or status)."""
     res = _map(resources)
@@ -137,7 +141,27 @@ def container_resources(
         cpu_restart=cpu_restart,
         memory_restart=memory_restart,
         restarts=restarts,
+        oom_killed_at=oom_killed_at,
     )
+
+
+def _oom_kills(status: Mapping[str, Any]) -> dict[str, float]:
+    """When each container last ended in a kernel OOM kill, from the kubelet's report
+    (``lastState.terminated.reason: OOMKilled``).
+
+    Why from the API and not only from the agent's cgroup counters: on cgroup v1 the kernel
+    counts an OOM kill only in the container's own cgroup (nothing propagates to the pod's), and
+    the kubelet removes that cgroup as it restarts the container; the agent, reading its slow
+    counters every few seconds, can miss it entirely (seen on the real node: a container
+    OOM-killed four times, never reported)."""
+    out: dict[str, float] = {}
+    for cs in map(_map, _list(status.get("containerStatuses"))):
+        ended = _map(_map(cs.get("lastState")).get("terminated"))
+        if ended.get("reason") == "OOMKilled" and isinstance(cs.get("name"), str):
+            at = parse_time(ended.get("finishedAt"))
+            if at is not None:
+                out[cs["name"]] = at
+    return out
 
 
 def _restart_counts(status: Mapping[str, Any]) -> dict[str, int]:
@@ -149,7 +173,15 @@ def _restart_counts(status: Mapping[str, Any]) -> dict[str, int]:
     return counts
 
 
-def _resize_state(status: Mapping[str, Any]) -> tuple[ResizeStatus, str, float | None]:
+def _generation(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _resize_state(
+    status: Mapping[str, Any],
+) -> tuple[ResizeStatus, str, float | None, int | None]:
+    """The resize condition that matters: its state, message, transition time and the pod
+    generation it speaks of (``observedGeneration``)."""
     pending = in_progress = None
     for cond in map(_map, _list(status.get("conditions"))):
         if cond.get("status") != "True":
@@ -165,14 +197,19 @@ def _resize_state(status: Mapping[str, Any]) -> tuple[ResizeStatus, str, float |
             state,
             str(pending.get("message") or ""),
             parse_time(pending.get("lastTransitionTime")),
+            _generation(pending.get("observedGeneration")),
         )
     if in_progress is not None:
         state = (
             ResizeStatus.ERROR if in_progress.get("reason") == "Error" else ResizeStatus.IN_PROGRESS
         )
-        message = str(in_progress.get("message") or "")
-        return state, message, parse_time(in_progress.get("lastTransitionTime"))
-    return ResizeStatus.NONE, "", None
+        return (
+            state,
+            str(in_progress.get("message") or ""),
+            parse_time(in_progress.get("lastTransitionTime")),
+            _generation(in_progress.get("observedGeneration")),
+        )
+    return ResizeStatus.NONE, "", None, None
 
 
 def qos_class(containers: Sequence[ContainerResources]) -> str:
@@ -204,13 +241,14 @@ def _labels(meta: Mapping[str, Any]) -> dict[str, str]:
 def pod_view(pod: Mapping[str, Any], workload: WorkloadKey) -> PodView:
     """The loop's view of one pod, attributed to ``workload``."""
     meta, spec, status = metadata(pod), _map(pod.get("spec")), _map(pod.get("status"))
-    restarts = _restart_counts(status)
+    restarts, ooms = _restart_counts(status), _oom_kills(status)
     containers = tuple(
         container_resources(
             str(c.get("name", "")),
             c.get("resources"),
             policy=c,
             restarts=restarts.get(str(c.get("name", "")), 0),
+            oom_killed_at=ooms.get(str(c.get("name", ""))),
         )
         for c in map(_map, _list(spec.get("containers")))
     )
@@ -223,7 +261,7 @@ def pod_view(pod: Mapping[str, Any], workload: WorkloadKey) -> PodView:
         for cs in map(_map, _list(status.get("containerStatuses")))
         if isinstance(cs.get("resources"), Mapping)
     )
-    resize, message, since = _resize_state(status)
+    resize, message, since, resize_generation = _resize_state(status)
     annotations = _map(meta.get("annotations"))
     qos = status.get("qosClass")
     return PodView(
@@ -241,6 +279,9 @@ def pod_view(pod: Mapping[str, Any], workload: WorkloadKey) -> PodView:
         resize=resize,
         resize_message=message,
         resize_since=since,
+        generation=_generation(meta.get("generation")),
+        observed_generation=_generation(status.get("observedGeneration")),
+        resize_generation=resize_generation,
         excluded=str(annotations.get(EXCLUDE_ANNOTATION, "")).lower() == "true",
         created_at=parse_time(meta.get("creationTimestamp")) or 0.0,
         labels=_labels(meta),
@@ -398,10 +439,20 @@ def pod_node_requests(pod: Mapping[str, Any]) -> tuple[str, float, float] | None
         str(cs.get("name")): _requests(cs.get("resources"))
         for cs in map(_map, _list(status.get("containerStatuses")))
     }
+    # A resize the kubelet found Infeasible will never be held: the node (and the scheduler)
+    # count what the containers were given, not the spec. Otherwise the larger of the two
+    # (a resize in progress or deferred may take the spec's values any moment).
+    infeasible = any(
+        c.get("type") == "PodResizePending" and c.get("reason") == "Infeasible"
+        for c in map(_map, _list(status.get("conditions")))
+    )
     cpu = memory = 0.0
     for c in map(_map, _list(spec.get("containers"))):
         want_cpu, want_mem = _requests(c.get("resources"))
-        have_cpu, have_mem = actual.get(str(c.get("name")), (0.0, 0.0))
+        name = str(c.get("name"))
+        have_cpu, have_mem = actual.get(name, (0.0, 0.0))
+        if infeasible and name in actual:
+            want_cpu, want_mem = have_cpu, have_mem
         cpu += max(want_cpu, have_cpu)
         memory += max(want_mem, have_mem)
     init_cpu = init_mem = sidecar_cpu = sidecar_mem = 0.0

@@ -5,6 +5,18 @@ about a pod must react to *its* trouble at once. :class:`RecentWindows` keeps, p
 and container, the windows of the last ``keep_s`` seconds (bounded by count too), and the
 urgent forecasts the agent sent for them.
 
+What a decision reads (:meth:`RecentWindows.signals`) is what *arrived* since the pod's last
+decision, each window counted once: by arrival, not by the window's end, since a window that
+ends just before a decision and arrives just after it (a slow report, a node clock a little
+behind) would otherwise never count; one that ended more than a minute before the decision
+(a spool's backlog) is history and does not. And only what was measured under the
+allocation the container has now: a resize that took effect
+(:meth:`RecentWindows.allocation_changed`) makes the windows that started before it stale for
+that resource, so the throttling that caused a CPU growth does not cause a second one, while
+throttling that goes on *after* it does. A throttled container's usage is censored at its
+limit; the throttling itself is the evidence that it needs more, and it must be read against
+the limit it was measured under.
+
 Urgent reasons arrive as text (``presize.wire`` version 1 carries them as strings); the
 agent writes them as ``"<code>: <ns>/<pod>/<container>: cpu upper <x> >= limit <y> ..."``.
 :func:`parse_urgent` reads the forecast codes back into numbers; a text it cannot read is
@@ -55,10 +67,17 @@ def parse_urgent(text: str) -> UrgentForecast | None:
 
 Key = tuple[str, str]  # (pod uid, container)
 
-# One window, as eight doubles in a flat array per container (64 bytes a window, not ~1 KB of
-# objects: 5,000 pods with 15 minutes of 10-second windows fit in ~30 MB).
-_START, _END, _SAMPLES, _THROTTLED, _CPU_PSI, _MEM_PSI, _OOM, _MEM_MAX = range(8)
-_WIDTH = 8
+# One window, as nine doubles in a flat array per container (72 bytes a window, not ~1 KB of
+# objects: 5,000 pods with 15 minutes of 10-second windows fit in ~35 MB). ``_RECEIVED`` is
+# when it reached the controller (the controller's clock).
+_START, _END, _SAMPLES, _THROTTLED, _CPU_PSI, _MEM_PSI, _OOM, _MEM_MAX, _RECEIVED = range(9)
+_WIDTH = 9
+# A window that starts this close before a resize took effect still counts as after it (the
+# agent's and the controller's clocks are not one clock).
+_CLOCK_SLACK_S = 0.5
+# A window that ended this long before the last decision no longer counts when it arrives
+# (a spool's backlog after an outage is history, not the pod's state now).
+_LATE_S = 60.0
 
 
 def _rows(a: array[float]) -> Iterator[tuple[float, ...]]:
@@ -74,11 +93,14 @@ class RecentWindows:
         self.max_windows = max_windows
         self._windows: dict[Key, array[float]] = {}
         self._urgent: dict[tuple[str, str, str], tuple[float, float, float]] = {}
+        # When the container's current CPU and memory allocations took effect.
+        self._changed: dict[Key, tuple[float, float]] = {}
 
     def __len__(self) -> int:
         return len(self._windows)
 
-    def add(self, windows: Iterable[UsageWindow]) -> None:
+    def add(self, windows: Iterable[UsageWindow], at: float | None = None) -> None:
+        """Keep ``windows``, received at ``at`` (``None``: each at its own end)."""
         for w in windows:
             key = (w.pod.uid, w.container)
             a = self._windows.get(key)
@@ -88,7 +110,7 @@ class RecentWindows:
                 continue  # a resent window
             p = w.pressure
             row = (w.start, w.end, float(w.samples), w.cpu_throttled_fraction, p.cpu, p.memory,
-                   float(w.oom_kills), w.mem_max)  # fmt: skip
+                   float(w.oom_kills), w.mem_max, w.end if at is None else at)  # fmt: skip
             a.extend(row)
             if len(a) > self.max_windows * _WIDTH:
                 del a[:_WIDTH]
@@ -111,30 +133,49 @@ class RecentWindows:
         )
         return (cpu, mem) if at >= since else (math.nan, math.nan)
 
+    def allocation_changed(
+        self, uid: str, container: str, at: float, *, cpu: bool, memory: bool
+    ) -> None:
+        """A resize of ``container``'s CPU and/or memory took effect at ``at``: the windows
+        that started before it no longer tell how that resource copes (module docstring)."""
+        key = (uid, container)
+        cpu_at, mem_at = self._changed.get(key, (-math.inf, -math.inf))
+        self._changed[key] = (at if cpu else cpu_at, at if memory else mem_at)
+
     def prune(self, now: float) -> None:
         horizon = now - self.keep_s
         for key in [k for k, a in self._windows.items() if not a or a[-_WIDTH + _END] < horizon]:
             del self._windows[key]
+        for key in [k for k, v in self._changed.items() if max(v) < horizon]:
+            del self._changed[key]
         for urgent_key in [k for k, v in self._urgent.items() if v[2] < horizon]:
             del self._urgent[urgent_key]
 
+    def changed_at(self, uid: str, container: str) -> tuple[float, float]:
+        """When ``container``'s current CPU and memory allocations took effect (``-inf``: not
+        by a resize seen here)."""
+        return self._changed.get((uid, container), (-math.inf, -math.inf))
+
     def signals(self, uid: str, container: str, *, since: float, peak_s: float) -> Signals:
-        """``decide``'s signals from the windows ending after ``since`` (OOM, throttling,
-        pressure) and the memory peak over the last ``peak_s``."""
-        a = self._windows.get((uid, container))
+        """``decide``'s signals from the windows received after ``since`` (OOM, throttling,
+        pressure), each resource's only from windows measured under its current allocation
+        (module docstring), and the memory peak over the last ``peak_s``."""
+        key = (uid, container)
+        a = self._windows.get(key)
         if not a:
             return Signals()
         rows = list(_rows(a))
-        last_end = rows[-1][_END]
+        last_end = max(r[_END] for r in rows)
         peak = max((r[_MEM_MAX] for r in rows if r[_END] > last_end - peak_s), default=0.0)
-        fresh = [r for r in rows if r[_END] > since]
-        if not fresh:
-            return Signals(memory_peak=peak)
+        cpu_at, mem_at = self._changed.get(key, (-math.inf, -math.inf))
+        fresh = [r for r in rows if r[_RECEIVED] > since and r[_END] > since - _LATE_S]
+        cpu = [r for r in fresh if r[_START] >= cpu_at - _CLOCK_SLACK_S]
+        mem = [r for r in fresh if r[_START] >= mem_at - _CLOCK_SLACK_S]
         return Signals(
-            oom_kill=any(r[_OOM] > 0 for r in fresh),
-            throttled_fraction=max(r[_THROTTLED] for r in fresh),
-            cpu_pressure=max(r[_CPU_PSI] for r in fresh),
-            memory_pressure=max(r[_MEM_PSI] for r in fresh),
+            oom_kill=any(r[_OOM] > 0 for r in mem),
+            throttled_fraction=max((r[_THROTTLED] for r in cpu), default=0.0),
+            cpu_pressure=max((r[_CPU_PSI] for r in cpu), default=0.0),
+            memory_pressure=max((r[_MEM_PSI] for r in mem), default=0.0),
             memory_peak=peak,
         )
 

@@ -29,6 +29,19 @@ reason recorded in the profile's rollback history, an Event emitted, and that di
 window is kept. A signal that is unknown (no window reached the controller) never counts as
 worse: the verdict waits, and after twice the window a change with no evidence is kept.
 
+A change is judged only once it took effect: the window starts when the node first reports
+it done (``effective_at``; :mod:`controller.resizestate`), not when it was asked. A change the
+node defers is watched once it is applied; one the node refuses or can never hold is not
+judged at all (nothing changed for the pod; :mod:`controller.followup` handles it).
+
+A watch of a *growth* (nothing shrank) does not freeze the pod: what a growth can be blamed
+for (a restart, a worse latency) is not what a further growth would hide, and a container
+still throttled after a growth needs the next one now, not after the window. A growth made
+while another is watched joins its watch (:func:`merge`): judged against the baseline from
+before the first, a revert puts back what ran before the first, restarts are counted since
+then, and the window starts again from the newest. A watch of a shrink still holds the pod
+until its verdict: whether the shrink hurt is what it is there to tell.
+
 A change under watch is part of its workload's checkpoint (:func:`change_to_json`,
 :func:`change_from_json`): a controller that restarts, or a standby that takes over, inside the
 window still judges it, against the baseline taken before the change.
@@ -38,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from typing import TypeVar
 
@@ -78,6 +91,13 @@ class Change:
     window_s: float
     # The workload whose checkpoint carries this watch (None: not checkpointed).
     workload: WorkloadKey | None = None
+    # When the node was first seen running it (None: not yet; only then is it judged).
+    effective_at: float | None = None
+
+    @property
+    def started(self) -> float:
+        """Where the watch window starts: when it took effect, else when it was asked."""
+        return self.at if self.effective_at is None else self.effective_at
 
 
 class Verdict(StrEnum):
@@ -129,12 +149,56 @@ def judge(
         reasons.append(f"latency {_s(b.latency_s)} -> {_s(after.latency_s)} over SLO")
     if reasons:
         return Judgement(Verdict.REVERT, "; ".join(reasons))
-    elapsed = now - change.at
+    elapsed = now - change.started
     if elapsed < change.window_s:
         return Judgement(Verdict.WAIT, f"watching, {change.window_s - elapsed:.0f}s left")
     if after.samples == 0 and elapsed < 2 * change.window_s:
         return Judgement(Verdict.WAIT, "no usage seen since the change yet")
     return Judgement(Verdict.KEEP, "nothing got worse within the window")
+
+
+def grows_only(change: Change) -> bool:
+    """Whether ``change`` shrank nothing: a pod under its watch may still be grown."""
+    return not (change.shrank_cpu or change.shrank_memory)
+
+
+def merge(earlier: Change, later: Change) -> Change:
+    """One watch for ``later``, made while ``earlier`` (a growth) was still watched (module
+    docstring): ``earlier``'s baseline and containers before, ``later``'s window, the
+    containers after both, the directions of both."""
+    had = {c.name for c in earlier.before}
+    before = earlier.before + tuple(c for c in later.before if c.name not in had)
+    after = {r.name: r for r in earlier.after}
+    for r in later.after:
+        old = after.get(r.name)
+        after[r.name] = r if old is None else _overlay(old, r)
+    reasons = list(dict.fromkeys((*earlier.reason.split(", "), *later.reason.split(", "))))
+    return replace(
+        later,
+        before=before,
+        after=tuple(after.values()),
+        baseline=earlier.baseline,
+        grew_cpu=earlier.grew_cpu or later.grew_cpu,
+        grew_memory=earlier.grew_memory or later.grew_memory,
+        shrank_cpu=earlier.shrank_cpu or later.shrank_cpu,
+        shrank_memory=earlier.shrank_memory or later.shrank_memory,
+        reason=", ".join(r for r in reasons if r),
+    )
+
+
+def _overlay(old: ContainerResize, new: ContainerResize) -> ContainerResize:
+    """``new``, with ``old``'s values where ``new`` leaves one as it was (``None``)."""
+
+    def pick(a: float | None, b: float | None) -> float | None:
+        return b if b is not None else a
+
+    return ContainerResize(
+        name=new.name,
+        cpu_request=pick(old.cpu_request, new.cpu_request),
+        cpu_limit=pick(old.cpu_limit, new.cpu_limit),
+        memory_request=pick(old.memory_request, new.memory_request),
+        memory_limit=pick(old.memory_limit, new.memory_limit),
+    )
 
 
 def revert_resizes(change: Change) -> tuple[ContainerResize, ...]:
@@ -190,6 +254,7 @@ def change_to_json(change: Change) -> dict[str, object]:
         "shrank": [change.shrank_cpu, change.shrank_memory],
         "reason": change.reason,
         "windowS": change.window_s,
+        "effectiveAt": change.effective_at,
     }
 
 
@@ -285,4 +350,6 @@ def change_from_json(raw: object, workload: WorkloadKey) -> Change:
         reason=str(texts["reason"]),
         window_s=_number(raw, "windowS"),
         workload=workload,
+        # A checkpoint from before this field was judged from when it was asked.
+        effective_at=_optional(raw, "effectiveAt") if "effectiveAt" in raw else _number(raw, "at"),
     )

@@ -12,6 +12,10 @@ setting                        default  why
                                         periods or stall time) to count as "worse"
 ``rollback_backoff_s``         1800     no change in a reverted direction for 30 minutes
 ``deferred_timeout_s``         300      a resize still Deferred after this is rescheduled (VPA)
+``resize_settle_s``            60       how long a resize may stay unanswered (the node has
+                                        not seen it, or runs other values and reports no
+                                        resize) before the pod is decided again anyway; real
+                                        time, not compressed (it is the node's latency)
 ``evictions_per_minute``       2        the eviction rate cap, cluster-wide
 ``checkpoint_period_s``        60       how often changed profiles are written to the store
 ``checkpoint_history_s``       86400    how much step history a checkpoint keeps (replayed into
@@ -52,6 +56,7 @@ _OPERATIONAL = frozenset(
         "checkpoint_period_s",
         "anomaly_period_s",
         "stale_pod_s",
+        "resize_settle_s",
     }
 )
 
@@ -65,6 +70,7 @@ class ControllerSettings:
     rollback_tolerance: float = 0.10
     rollback_backoff_s: float = 1800.0
     deferred_timeout_s: float = 300.0
+    resize_settle_s: float = 60.0
     evictions_per_minute: float = 2.0
     checkpoint_period_s: float = 60.0
     checkpoint_history_s: float = 86400.0

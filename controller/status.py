@@ -226,6 +226,7 @@ def build_status(
             "reason": last.reason,
             "time": rfc3339(last.at),
             "pod": last.pod,
+            "message": last.message,
         }
     return status
 

@@ -243,6 +243,10 @@ class Reason(StrEnum):
     MODE_OFF = "mode-off"
     LEAK_CAPPED = "suspected-leak-capped"
     ROLLBACK_BACKOFF = "rollback-backoff"
+    # The node's answer to a resize that was asked (Kubernetes: the kubelet's pod conditions).
+    RESIZE_DEFERRED = "resize-deferred"  # PodResizePending/Deferred: it applies it when it can
+    RESIZE_INFEASIBLE = "resize-infeasible"  # PodResizePending/Infeasible: never on this node
+    RESIZE_REFUSED = "resize-refused"  # PodResizeInProgress/Error: e.g. memory below usage
 
 
 @dataclass(frozen=True, slots=True)

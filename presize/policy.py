@@ -7,7 +7,8 @@ predicted upper > alloc     grow at once to ``predicted × buffer``     (predict
 OOM kill (memory)           grow at once to ≥ ``alloc × oom_bump`` and ≥ the seen peak
 throttling / PSI over SLO   grow CPU at once to ≥ ``alloc × throttle_bump`` (CPU PSI only
                             while throttled, memory PSI only near the limit: pressure from a
-                            busy node is not cured by a bigger limit)
+                            busy node is not cured by a bigger limit); the reason is the
+                            breach even when the forecast asks for more
 latency over its SLO        likewise (the application's own metric, when a policy names one)
 predicted < threshold×alloc shrink to where the prediction is ``scale_down_to`` (90 %) of
                             the allocation, but only after the signal held ``down_stable_s``,
@@ -15,6 +16,11 @@ predicted < threshold×alloc shrink to where the prediction is ``scale_down_to``
                             ``1 − scale_down_step`` per change, never below the seen peak
 otherwise                   keep (within-band / hysteresis / cooldown)
 ==========================  ==========================================================
+
+A growth and a shrink are never one change: the growth is made and the shrink waits (the
+cooldown of that change, then a change of its own). A mixed change could only be watched as
+a shrink, holding the pod (a container still throttled after its growth could not be grown
+again meanwhile), and reverting it for what the shrink did would take the growth back too.
 
 Then the pod as a whole: a target above the policy maximum becomes a SCALE_OUT hint (the pod
 is given the maximum and one replica cannot hold the prediction); a growth the pod's node
@@ -77,6 +83,9 @@ class DecisionState:
     shrink_blocked_until: float = -math.inf
     memory_shrunk_at: float = -math.inf
     memory_cautious_until: float = -math.inf
+    # Memory alone is not shrunk before this: the node refused a memory decrease (the kubelet
+    # will not lower a limit below current usage), so asking again soon only repeats it.
+    memory_shrink_blocked_until: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,7 @@ def _plan_resource(
     state: DecisionState,
     s: PolicySettings,
     step: float,
+    shrink_blocked_until: float,
 ) -> _Plan:
     """Target for one resource, before bounds and node checks."""
     target, reason = current, Reason.WITHIN_BAND
@@ -105,8 +115,12 @@ def _plan_resource(
             target, reason = predicted * s.buffer, Reason.PREDICTED_OVER
         else:
             reason = Reason.ROLLBACK_BACKOFF
-    if urgent is not None and urgent[1] > target:
-        target, reason = urgent[1], urgent[0]
+    if urgent is not None and urgent[1] > current:
+        # The evidence is what the reason tells, even when the forecast asks for more: a
+        # throttled container's usage is censored at its limit, so its forecast only sees
+        # the limit, and the breach is why it grows (and what lets a restart-requiring
+        # resize go ahead).
+        target, reason = max(target, urgent[1]), urgent[0]
     if target > current:
         return _Plan(max(target, floor), reason, None)
     if reason is Reason.ROLLBACK_BACKOFF:
@@ -116,7 +130,7 @@ def _plan_resource(
     since = down_since if down_since is not None else now
     if now - since < s.down_stable_s:
         return _Plan(current, Reason.HYSTERESIS, since)
-    if now - state.last_change < s.down_cooldown_s or now < state.shrink_blocked_until:
+    if now - state.last_change < s.down_cooldown_s or now < shrink_blocked_until:
         return _Plan(current, Reason.COOLDOWN, since)
     # Never shrink below what a growth would have set (a buffer above 1/scale_down_to wins).
     target = predicted * max(s.buffer, 1.0 / s.scale_down_to)
@@ -181,6 +195,7 @@ def decide(
         state=state,
         s=s,
         step=s.scale_down_step,
+        shrink_blocked_until=state.shrink_blocked_until,
     )
     mem = _plan_resource(
         now=now,
@@ -192,6 +207,7 @@ def decide(
         state=state,
         s=s,
         step=mem_step,
+        shrink_blocked_until=max(state.shrink_blocked_until, state.memory_shrink_blocked_until),
     )
     new_state = replace(state, cpu_down_since=cpu.down_since, memory_down_since=mem.down_since)
 
@@ -208,6 +224,14 @@ def decide(
         mem_target = current.memory if not signals.oom_kill else mem_target
     cpu_moves = _changed(cpu_target, current.cpu, s.min_change_fraction)
     mem_moves = _changed(mem_target, current.memory, s.min_change_fraction)
+    # A growth is never mixed with a shrink (module docstring): the growth goes now, the
+    # shrink waits for a change of its own.
+    cpu_up = cpu_moves and cpu_target > current.cpu
+    mem_up = mem_moves and mem_target > current.memory
+    if cpu_up and not mem_up:
+        mem_moves = False
+    if mem_up and not cpu_up:
+        cpu_moves = False
     reasons = tuple(r for r, moved in ((cpu.reason, cpu_moves), (mem.reason, mem_moves)) if moved)
     if leak_capped:
         reasons += (Reason.LEAK_CAPPED,)

@@ -2,15 +2,15 @@
 
 It stands in for :class:`controller.orchestrator.Orchestrator` where no cluster runs (the
 unit tier): pods, nodes and workloads are plain values the test sets, resizes are applied to
-them at once, evictions honour a disruption count the way the Eviction API does. The real
-adapters are tested against a real kube-apiserver (``tests/cluster``) and a real Docker
-Engine (``tests/docker``).
+them at once (or answered by a :class:`FakeKubelet`, when the test gives one), evictions
+honour a disruption count the way the Eviction API does. The real adapters are tested
+against a real kube-apiserver (``tests/cluster``) and a real Docker Engine (``tests/docker``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from controller.orchestrator import (
@@ -22,6 +22,7 @@ from controller.orchestrator import (
     NodeView,
     Outcome,
     PodView,
+    ResizeStatus,
     WorkloadView,
 )
 from presize.model import Mode, OwnerKind, PodRef, UsageWindow, WorkloadKey
@@ -50,6 +51,9 @@ class FakeOrchestrator:
     evictions: list[str] = field(default_factory=list)
     down: bool = False
     now: float = 0.0
+    # The node's answer to a resize: (what the pod ran, the pod with its new spec) -> the pod
+    # as the node then reports it. None: applied at once, nothing reported (as Docker does).
+    kubelet: Callable[[tuple[ContainerResources, ...], PodView], PodView] | None = None
 
     @property
     def name(self) -> str:
@@ -87,8 +91,22 @@ class FakeOrchestrator:
                     memory_limit=r.memory_limit if r.memory_limit is not None else c.memory_limit,
                 )
             new.append(c)
-        self.pods[pod.uid] = replace(view, containers=tuple(new))
+        changed = replace(view, containers=tuple(new))
+        if view.generation is not None:  # one more per resize PATCH, as the API server does
+            changed = replace(changed, generation=view.generation + 1)
+        if self.kubelet is not None:
+            changed = self.kubelet(view.applied or view.containers, changed)
+        self.pods[pod.uid] = changed
         return ActionResult(Outcome.APPLIED)
+
+    def node_sync(self) -> None:
+        """The kubelet looks at every pod again (room freed, usage dropped): what it still
+        holds is answered anew."""
+        if self.kubelet is None:
+            return
+        for uid, view in list(self.pods.items()):
+            if view.resize is not ResizeStatus.NONE:
+                self.pods[uid] = self.kubelet(view.applied or view.containers, view)
 
     async def evict(self, pod: PodRef, reason: str) -> ActionResult:
         view = self.pods.get(pod.uid)
@@ -111,6 +129,88 @@ class FakeOrchestrator:
         message: str,
     ) -> None:
         self.events.append(Event(pod, workload, type, reason, message))
+
+
+@dataclass
+class FakeKubelet:
+    """A node's answers to resizes, by the kubelet's rules and in its order (1.35; the full
+    imitation is ``hack/nodeshim/kubelet.py``): the pod's own requests above the node's
+    capacity is Infeasible; above what the other pods leave, Deferred; a memory limit lowered
+    to or below what the container uses is an Error, retried; else it is applied. A held
+    resize keeps running the old values (``applied``); with generations, the answer is about
+    the pod's newest one."""
+
+    cpu_capacity: float = math.inf
+    memory_capacity: float = math.inf
+    others_cpu: float = 0.0
+    others_memory: float = 0.0
+    memory_used: dict[str, float] = field(default_factory=dict)  # container name -> bytes
+
+    def __call__(self, running: tuple[ContainerResources, ...], pod: PodView) -> PodView:
+        cpu = sum(c.cpu_request or 0.0 for c in pod.containers)
+        mem = sum(c.memory_request or 0.0 for c in pod.containers)
+        held = ResizeStatus.NONE
+        message = ""
+        if cpu > self.cpu_capacity:
+            held = ResizeStatus.INFEASIBLE
+            message = (
+                f"Node didn't have enough capacity: cpu, requested: {cpu * 1000:.0f}, "
+                f"capacity: {self.cpu_capacity * 1000:.0f}"
+            )
+        elif mem > self.memory_capacity:
+            held = ResizeStatus.INFEASIBLE
+            message = (
+                f"Node didn't have enough capacity: memory, requested: {mem:.0f}, "
+                f"capacity: {self.memory_capacity:.0f}"
+            )
+        elif cpu > self.cpu_capacity - self.others_cpu:
+            held = ResizeStatus.DEFERRED
+            message = (
+                f"Node didn't have enough resource: cpu, requested: {cpu * 1000:.0f}, "
+                f"used: {self.others_cpu * 1000:.0f}, capacity: {self.cpu_capacity * 1000:.0f}"
+            )
+        elif mem > self.memory_capacity - self.others_memory:
+            held = ResizeStatus.DEFERRED
+            message = (
+                f"Node didn't have enough resource: memory, requested: {mem:.0f}, "
+                f"used: {self.others_memory:.0f}, capacity: {self.memory_capacity:.0f}"
+            )
+        else:
+            message = self._memory_error(running, pod)
+            held = ResizeStatus.ERROR if message else ResizeStatus.NONE
+        if held is not ResizeStatus.NONE:
+            return replace(
+                pod,
+                applied=running,
+                resize=held,
+                resize_message=message,
+                observed_generation=pod.generation,
+                resize_generation=pod.generation,
+            )
+        return replace(
+            pod,
+            applied=pod.containers,
+            resize=ResizeStatus.NONE,
+            resize_message="",
+            resize_since=None,
+            observed_generation=pod.generation,
+            resize_generation=None,
+        )
+
+    def _memory_error(self, running: tuple[ContainerResources, ...], pod: PodView) -> str:
+        was = {c.name: c for c in running}
+        for c in pod.containers:
+            old = was.get(c.name)
+            new_limit = c.memory_limit
+            old_limit = old.memory_limit if old is not None else None
+            used = self.memory_used.get(c.name, 0.0)
+            lowered = new_limit is not None and old_limit is not None and new_limit < old_limit
+            if lowered and new_limit is not None and used >= new_limit:
+                return (
+                    f'cannot decrease memory limits: attempting to set container "{c.name}" '
+                    f"memory limit ({new_limit:.0f}) below current usage ({used:.0f})"
+                )
+        return ""
 
 
 @dataclass

@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pytest
 from controller_fakes import (
@@ -516,3 +517,24 @@ def test_an_urgent_cycle_waits_for_a_full_cycle_whose_rollback_is_in_flight() ->
     asyncio.run(both())
     assert [e.reason for e in orch.events].count("ResizeRolledBack") == 1
     assert cpu_limit(orch) == pytest.approx(2.0)  # the rollback's limit, not a bump of the shrink
+
+
+def test_an_oom_kill_the_kubelet_reports_grows_memory_without_the_agent() -> None:
+    """On cgroup v1 the kill is counted only in the container's cgroup, which the kubelet
+    removes as it restarts the container: the agent may never see it. The pod's
+    ``lastState.terminated.reason: OOMKilled`` is enough, once (a later cycle does not grow
+    again for the same kill)."""
+    orch = cluster(mem=256 * MiB)
+    ctl = make(orch)
+    d = Driver(orch, ctl)
+    d.run(600, lambda t: (0.1, 200 * MiB))
+    p = orch.pods["uid-web-0"]
+    killed = replace(p.containers[0], oom_killed_at=d.now + 5)
+    orch.pods["uid-web-0"] = replace(p, containers=(killed, *p.containers[1:]))
+    asyncio.run(ctl.cycle(d.now + 10))
+    limit = orch.pods["uid-web-0"].containers[0].memory_limit
+    assert limit is not None
+    assert limit >= 256 * MiB * 1.2 - MiB
+    assert ctl.metrics.decisions.labels("RESIZE_IN_PLACE", "oom-kill")._value.get() == 1
+    asyncio.run(ctl.cycle(d.now + 60))
+    assert orch.pods["uid-web-0"].containers[0].memory_limit == limit  # the same kill, once

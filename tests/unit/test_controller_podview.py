@@ -206,6 +206,19 @@ def test_qos_class(containers: list[ContainerResources], qos: str) -> None:
         # during a shrink the node still holds the larger, applied value
         ({"statuses": [{"name": "app", "resources": res("300m", "32Mi")}]},
          ("n1", 0.3, 64 * MI)),
+        # a growth the kubelet found Infeasible is never held: only what was given counts
+        # (seen on the real node: a 4-CPU spec on a 2-CPU node made the node look full)
+        ({"containers": [{"name": "app", "resources": res("4", "64Mi")}],
+          "statuses": [{"name": "app", "resources": res("100m", "64Mi")}],
+          "conditions": [{"type": "PodResizePending", "status": "True",
+                          "reason": "Infeasible"}]},
+         ("n1", 0.1, 64 * MI)),
+        # a Deferred one may be applied any moment: the spec counts
+        ({"containers": [{"name": "app", "resources": res("1", "64Mi")}],
+          "statuses": [{"name": "app", "resources": res("100m", "64Mi")}],
+          "conditions": [{"type": "PodResizePending", "status": "True",
+                          "reason": "Deferred"}]},
+         ("n1", 1.0, 64 * MI)),
     ],
 )  # fmt: skip
 def test_pod_node_requests(kwargs: dict[str, Any], expected: tuple[str, float, float] | None):
@@ -357,3 +370,20 @@ def test_namespace_mode(ns: dict[str, Any], mode: Mode | None) -> None:
 )  # fmt: skip
 def test_parse_time(text: object, expected: float | None) -> None:
     assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("last_state", "expected"),
+    [
+        ({"terminated": {"reason": "OOMKilled", "finishedAt": "2026-01-01T00:01:40Z"}},
+         1767225700.0),
+        ({"terminated": {"reason": "Error", "finishedAt": "2026-01-01T00:01:40Z"}}, None),
+        ({"terminated": {"reason": "OOMKilled"}}, None),  # no time: cannot tell when
+        ({}, None),
+    ],
+)  # fmt: skip
+def test_oom_kills_the_kubelet_reports_are_read(
+    last_state: dict[str, Any], expected: float | None
+) -> None:
+    p = pod(statuses=[{"name": "app", "restartCount": 1, "lastState": last_state}])
+    assert pod_view(p, WL).containers[0].oom_killed_at == expected

@@ -101,9 +101,25 @@ CASES = {
         Allocation(1.0, 1 * GB), Action.NOOP, Reason.WITHIN_BAND, None, None,
         signals=Signals(memory_pressure=0.5, memory_peak=0.5 * GB),
     ),
-    "a-larger-prediction-wins-over-the-throttling-bump": Case(
-        Allocation(2.0, 1 * GB), Action.RESIZE_IN_PLACE, Reason.PREDICTED_OVER, 2.2, 1 * GB,
-        signals=Signals(throttled_fraction=0.5),
+    # The larger target wins; the reason is still the breach (a throttled container's usage
+    # is censored at its limit: the throttling is why it grows).
+    "a-larger-prediction-sets-the-target-of-a-throttling-growth": Case(
+        Allocation(2.0, 1 * GB), Action.RESIZE_IN_PLACE, Reason.SLO_THROTTLING, 2.2, 1 * GB,
+        signals=Signals(throttled_fraction=0.5), reasons=(Reason.SLO_THROTTLING,),
+    ),
+    "a-larger-prediction-sets-the-target-of-an-oom-growth": Case(
+        Allocation(1.0, 1.5 * GB), Action.RESIZE_IN_PLACE, Reason.OOM_KILL, 1.0, 1.65 * GB,
+        signals=Signals(oom_kill=True, memory_peak=1.0 * GB), reasons=(Reason.OOM_KILL,),
+    ),
+    # A growth and a shrink are never one change: the growth goes, the shrink waits.
+    "a-throttled-cpu-grows-while-the-due-memory-shrink-waits": Case(
+        Allocation(0.5, 0.5 * GB), Action.RESIZE_IN_PLACE, Reason.SLO_THROTTLING, 1.2, 1 * GB,
+        signals=Signals(throttled_fraction=0.5), state=STABLE, reasons=(Reason.SLO_THROTTLING,),
+    ),
+    "an-oom-grows-memory-while-the-due-cpu-shrink-waits": Case(
+        Allocation(0.5, 0.5 * GB), Action.RESIZE_IN_PLACE, Reason.OOM_KILL, 1.0, 1.2 * GB,
+        signals=Signals(oom_kill=True, memory_peak=0.5 * GB), state=STABLE,
+        reasons=(Reason.OOM_KILL,),
     ),
     # --------------------------------------------------------------------------- shrinking
     "no-shrink-before-down-stable": Case(
