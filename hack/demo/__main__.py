@@ -1,11 +1,14 @@
 """``python -m hack.demo``: run the demo (see :mod:`hack.demo`), or clean up after a killed one.
 
     python -m hack.demo [--minutes 6] [--report out/demo.html] [--results out/demo.json]
-                        [--workdir DIR] [--time-scale 288] [--nodes 2]
+                        [--workdir DIR] [--time-scale 288] [--nodes 2] [--real-node]
     python -m hack.demo --down --workdir DIR     # stop what a SIGKILLed demo left running
 
 Needs root (the node shim creates cgroups) and the cluster binaries (built on first use by
-``hack/cluster/build.sh``, about ten minutes).
+``hack/cluster/build.sh``, about ten minutes). ``--real-node`` runs the same scenario on one
+real kubelet node (``hack/cluster/realnode.py``) with presize installed by its Helm chart
+(:mod:`hack.demo.realstack`); it also needs the Debian packages of ``hack/prereqs.sh`` and
+builds presize's images on first use. ``--nodes`` and ``--node-prefix`` apply to the shim only.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="demo-shim-",
         help="shim node names (cgroups go under /sys/fs/cgroup/*/presize-shim/<node>)",
     )
+    p.add_argument(
+        "--real-node",
+        action="store_true",
+        help="run on a real kubelet node with presize installed by its Helm chart "
+        "(instead of the node shim)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also print applied resizes")
     p.add_argument("--down", action="store_true", help="stop a killed demo's processes")
     args = p.parse_args(argv)
@@ -58,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report=args.report,
         results=args.results,
         verbose=args.verbose,
+        real_node=args.real_node,
     )
 
 

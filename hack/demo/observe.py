@@ -17,10 +17,12 @@ WorkloadProfiles. What it prints:
 
 Why "used" comes from the cgroups and not from presize: the report compares presize's
 allocations with what really happened, so it must not take presize's own word for the usage.
-The shim puts every pod in ``<controller>/presize-shim/<node>/kubepods/<qos>/pod<uid>``; CPU is
-the delta of ``cpuacct.usage`` between polls, memory the working set (``usage_in_bytes`` minus
-``total_inactive_file``), as the kubelet computes it. "Allocated" is what the shim reports as
-applied (``status.containerStatuses[].resources``), falling back to the pod spec.
+Where a pod's cgroups are depends on the node (the shim's pod cgroup under its prefix, or the
+real kubelet's container cgroup): a :data:`~hack.demo.cgroups.CgroupLocator` says, given the
+pod's uid, node and container ID. CPU is the delta of ``cpuacct.usage`` between polls, memory
+the working set (``usage_in_bytes`` minus ``total_inactive_file``), as the kubelet computes it.
+"Allocated" is what the node reports as applied (``status.containerStatuses[].resources``),
+falling back to the pod spec.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from hack.demo.cgroups import CgroupLocator, container_id
 from hack.demo.workloads import CONTAINER, NAMESPACE
 from presize.units import parse_bytes, parse_cpu
 
@@ -65,8 +68,10 @@ class PodTrack:
     restarts: int = 0
     gone: float | None = None
     samples: list[Sample] = field(default_factory=list)
+    container_id: str = ""  # the app container's current ID (a restart changes it)
     _cpu_prev: tuple[float, int] | None = None
     _cgroups: tuple[Path, Path] | None = None
+    _cgroups_for: str | None = None  # the container ID _cgroups was found for
 
 
 @dataclass
@@ -108,16 +113,14 @@ class Observer:
         api: Api,
         *,
         scale: float,
-        cgroup_root: Path,
-        prefix: str,
+        cgroups: CgroupLocator,
         out: Callable[[str], None],
         profile_every_s: float = 20.0,
         verbose: bool = False,
     ) -> None:
         self.api = api
         self.scale = scale
-        self.cgroup_root = cgroup_root
-        self.prefix = prefix
+        self.cgroups = cgroups
         self.out = out
         self.profile_every_s = profile_every_s
         self.verbose = verbose
@@ -179,6 +182,7 @@ class Observer:
                 self.note("APPLIED", track.name, text, show=self.verbose)
                 track.resources = resources
             track.node = track.node or spec.get("nodeName", "")
+            track.container_id = _app_container_id(status) or track.container_id
             self._restarts(track, status)
             if status.get("phase") == "Running":
                 self._sample(track, t)
@@ -218,16 +222,14 @@ class Observer:
                 track.restarts = count
 
     def _cgroup_dirs(self, track: PodTrack) -> tuple[Path, Path] | None:
-        if track._cgroups is None and track.node:
-            base = f"{self.prefix}/{track.node}/kubepods"
-            for qos in ("", "burstable/", "besteffort/"):
-                cpu = self.cgroup_root / "cpuacct" / base / f"{qos}pod{track.uid}"
-                if cpu.is_dir():
-                    track._cgroups = (
-                        cpu,
-                        self.cgroup_root / "memory" / base / f"{qos}pod{track.uid}",
-                    )
-                    break
+        """Looked up once per container ID: a restarted container on a real kubelet has a new
+        cgroup (then the CPU counter starts over), the shim's pod cgroup stays the same."""
+        if track._cgroups is None or track._cgroups_for != track.container_id:
+            dirs = self.cgroups(track.uid, track.node, track.container_id)
+            if dirs is not None:
+                if dirs != track._cgroups:
+                    track._cpu_prev = None
+                track._cgroups, track._cgroups_for = dirs, track.container_id
         return track._cgroups
 
     def _sample(self, track: PodTrack, t: float) -> None:
@@ -323,6 +325,13 @@ def _resources(spec: dict[str, Any], status: dict[str, Any]) -> tuple[float, flo
         quantity(req.get("memory"), parse_bytes),
         quantity(lim.get("memory"), parse_bytes),
     )
+
+
+def _app_container_id(status: dict[str, Any]) -> str:
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") == CONTAINER:
+            return container_id(str(cs.get("containerID") or ""))
+    return ""
 
 
 def _change(old: tuple[float, ...], new: tuple[float, ...]) -> str:

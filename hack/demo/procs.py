@@ -157,13 +157,21 @@ class Supervisor:
         self.save()
 
 
+def _groups(state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The recorded process groups, in the order they are stopped: the demo's own children,
+    the real node's (kubelet, containerd...; real-node mode only), then the control plane's."""
+    return [
+        state.get("processes") or {},
+        (state.get("node") or {}).get("processes") or {},
+        (state.get("cluster") or {}).get("processes") or {},
+    ]
+
+
 def leftover_pids(state_file: Path) -> dict[str, int]:
     """Processes recorded in a demo state file that still run (same pid, same start time)."""
     state = json.loads(state_file.read_text(encoding="utf-8"))
     alive: dict[str, int] = {}
-    groups: list[Mapping[str, Any]] = [state.get("processes") or {}]
-    groups.append((state.get("cluster") or {}).get("processes") or {})
-    for group in groups:
+    for group in _groups(state):
         for name, p in group.items():
             if pid_alive(int(p["pid"]), p.get("start_time")):
                 alive[name] = int(p["pid"])
@@ -177,9 +185,7 @@ def down(state_file: Path) -> list[str]:
     """Stop whatever a killed demo left running, by the recorded pids; returns their names."""
     state = json.loads(state_file.read_text(encoding="utf-8"))
     stopped: list[str] = []
-    groups: list[Mapping[str, Any]] = [state.get("processes") or {}]
-    groups.append((state.get("cluster") or {}).get("processes") or {})
-    for group in groups:
+    for group in _groups(state):
         for name, p in reversed(list(group.items())):
             if stop_pid(int(p["pid"]), p.get("start_time")):
                 stopped.append(name)

@@ -10,6 +10,12 @@ which is itself the finding.
 Teardown runs in ``finally`` with SIGINT and SIGTERM held off (a second Ctrl-C must not leave
 half the processes running); the report is written afterwards from what was observed, so even an
 interrupted or failed run leaves its timeline behind.
+
+Two modes, one script: the node shim (:class:`hack.demo.stack.Stack`, the default) and the real
+node with presize installed by its chart (:class:`hack.demo.realstack.RealStack`,
+``--real-node``). Everything that differs between them is behind :class:`DemoStack`: how the
+workloads are sized and deployed, where their cgroups are, how the controller's snapshot is
+reached, how long the webhook needs to see it, and what the report says about where it ran.
 """
 
 from __future__ import annotations
@@ -23,14 +29,15 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from hack.cluster.localcluster import read_versions
+from hack.demo.cgroups import CgroupLocator
 from hack.demo.observe import Observer, clock, fmt_cpu, fmt_mem, profile_line
-from hack.demo.procs import http_get
+from hack.demo.procs import Supervisor
 from hack.demo.report import results_json, summarise, summary_table, totals, write_html
 from hack.demo.stack import Stack, StackConfig, check_root
-from hack.demo.workloads import NAMESPACE, Timing, Workload, deployment, workloads
+from hack.demo.workloads import NAMESPACE, Timing, Workload
 from presize.wire import decode_snapshot_json
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -48,8 +55,32 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
     raise _Interrupted()
 
 
-def _has_recommendation(stack: Stack, workload: str) -> bool:
-    raw = http_get(f"{stack.controller_url}/v1/snapshot")
+class DemoStack(Protocol):
+    """What the script needs of a mode (see the module docstring)."""
+
+    c: StackConfig
+    sup: Supervisor
+
+    @property
+    def kubeconfig(self) -> Path: ...
+    @property
+    def nodes(self) -> tuple[str, ...]: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def settle_s(self) -> float: ...
+    def start(self) -> None: ...
+    def stop(self) -> list[str]: ...
+    def dead_children(self) -> list[str]: ...
+    def api(self, method: str, path: str, body: Any = None, **kw: Any) -> Any: ...
+    def snapshot(self) -> bytes: ...
+    def cgroups(self) -> CgroupLocator: ...
+    def workloads(self, timing: Timing) -> list[Workload]: ...
+    def manifest(self, w: Workload) -> dict[str, Any]: ...
+
+
+def _has_recommendation(stack: DemoStack, workload: str) -> bool:
+    raw = stack.snapshot()
     snapshot = decode_snapshot_json(raw, max_bytes=64 << 20)
     return any(
         r.key.workload.namespace == NAMESPACE and r.key.workload.name == workload
@@ -60,7 +91,7 @@ def _has_recommendation(stack: Stack, workload: str) -> bool:
 class Scenario:
     """Deploys the workloads and scales out the late one at the right moment."""
 
-    def __init__(self, stack: Stack, timing: Timing, ws: list[Workload]) -> None:
+    def __init__(self, stack: DemoStack, timing: Timing, ws: list[Workload]) -> None:
         self.stack = stack
         self.timing = timing
         self.ws = ws
@@ -71,7 +102,7 @@ class Scenario:
     def deploy(self) -> None:
         for w in self.ws:
             self.stack.api(
-                "POST", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", deployment(w)
+                "POST", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", self.stack.manifest(w)
             )
         say(f"deployed {len(self.ws)} workloads in namespace {NAMESPACE}:")
         for w in self.ws:
@@ -90,7 +121,7 @@ class Scenario:
                         self.ready_at[name] = t
                 except Exception:  # no snapshot yet (503) or the controller is busy
                     pass
-            ready = name in self.ready_at and t >= self.ready_at[name] + 5.0
+            ready = name in self.ready_at and t >= self.ready_at[name] + self.stack.settle_s
             if ready or t >= 0.6 * run:
                 why = (
                     "its profile is in the webhook's snapshot now"
@@ -108,14 +139,14 @@ class Scenario:
                 del self.pending[name]
 
 
-def watch(stack: Stack, timing: Timing, scenario: Scenario, obs: Observer) -> None:
+def watch(stack: DemoStack, timing: Timing, scenario: Scenario, obs: Observer) -> None:
     next_tick = time.monotonic()
     while obs.now() < timing.run_s:
         obs.poll()
         scenario.step(obs)
         dead = stack.dead_children()
         if dead:
-            raise RuntimeError(f"a presize process exited: {'; '.join(dead)}")
+            raise RuntimeError(f"a process of the demo exited: {'; '.join(dead)}")
         next_tick += 1.0
         time.sleep(max(0.0, next_tick - time.monotonic()))
 
@@ -130,33 +161,39 @@ def run(
     report: Path,
     results: Path | None,
     verbose: bool = False,
+    real_node: bool = False,
 ) -> int:
-    why = check_root()
-    if why:
-        say(f"presize demo: {why}")
-        return 2
+    stack: DemoStack
     timing = Timing(minutes, time_scale)
-    work = workdir or Path(tempfile.mkdtemp(prefix="presize-demo-"))
-    names = tuple(f"{node_prefix}{i}" for i in range(nodes))
-    stack = Stack(StackConfig(work.resolve(), timing, names), say)
+    if real_node:
+        from hack.demo.realstack import RealStack, check_real_node
+
+        why = check_real_node()
+        if why:
+            say(f"presize demo: {why}")
+            return 2
+        work = workdir or Path(tempfile.mkdtemp(prefix="presize-demo-real-"))
+        stack = RealStack(StackConfig(work.resolve(), timing, ()), say)
+    else:
+        why = check_root()
+        if why:
+            say(f"presize demo: {why}")
+            return 2
+        work = workdir or Path(tempfile.mkdtemp(prefix="presize-demo-"))
+        names = tuple(f"{node_prefix}{i}" for i in range(nodes))
+        stack = Stack(StackConfig(work.resolve(), timing, names), say)
     signal.signal(signal.SIGTERM, _on_term)
-    say(f"presize demo: {minutes:g} minutes, work dir {work} (logs in {work}/logs)")
+    mode = "real node, presize installed by its Helm chart" if real_node else "node shim"
+    say(f"presize demo ({mode}): {minutes:g} minutes, work dir {work} (logs in {work}/logs)")
     status, obs, failure = 0, None, ""
     t_start = time.time()
     try:
         stack.start()
-        assert stack.cluster is not None
-        assert stack.shim is not None
-        say(f"  kubectl --kubeconfig {stack.cluster.kubeconfig} get wlp,pods -n {NAMESPACE}")
-        scenario = Scenario(stack, timing, workloads(timing))
+        say(f"  kubectl --kubeconfig {stack.kubeconfig} get wlp,pods -n {NAMESPACE}")
+        scenario = Scenario(stack, timing, stack.workloads(timing))
         scenario.deploy()
         obs = Observer(
-            stack.api,
-            scale=timing.scale,
-            cgroup_root=stack.shim.config.cgroup_root,
-            prefix=stack.shim.config.prefix,
-            out=say,
-            verbose=verbose,
+            stack.api, scale=timing.scale, cgroups=stack.cgroups(), out=say, verbose=verbose
         )
         say(f"watching for {minutes:g} minutes ({clock(timing.run_s, timing.scale)} virtual)")
         watch(stack, timing, scenario, obs)
@@ -189,7 +226,7 @@ def run(
 def _finish(
     obs: Observer,
     timing: Timing,
-    stack: Stack,
+    stack: DemoStack,
     *,
     report: Path,
     results: Path | None,
@@ -207,7 +244,7 @@ def _finish(
         f"used {_m(tot['first_mem_used'])} -> {_m(tot['last_mem_used'])}"
     )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(obs.counts.items())) or "nothing"
-    say("--- summary\n" + text + "\n" + totals_text + f"\nseen: {counts}")
+    say(f"--- summary ({stack.platform})\n" + text + "\n" + totals_text + f"\nseen: {counts}")
     versions = read_versions()
     meta: dict[str, Any] = {
         "ok": outcome["status"] == 0,
@@ -216,14 +253,15 @@ def _finish(
         "time_scale": timing.scale,
         "workdir": str(stack.c.workdir),
         "state_file": str(stack.sup.state_file),
-        "nodes": list(stack.c.nodes),
+        "nodes": list(stack.nodes),
+        "platform": stack.platform,
         "report": str(report),
         "totals": tot,
         "totals_text": totals_text,
         "headline": (
             f"{timing.minutes:g} real minutes at time scale {timing.scale:g} "
-            f"(a virtual day = {timing.day_s / 60:.1f} min) on {len(stack.c.nodes)} shim "
-            f"node(s); Kubernetes {versions.get('KUBERNETES_VERSION', '?')}. {counts}."
+            f"(a virtual day = {timing.day_s / 60:.1f} min) {stack.platform}; Kubernetes "
+            f"{versions.get('KUBERNETES_VERSION', '?')}. {counts}."
         ),
     }
     try:

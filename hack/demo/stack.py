@@ -40,8 +40,17 @@ from typing import Any, Final
 
 from hack.cluster.crds import crd_manifests
 from hack.cluster.localcluster import Binaries, LocalCluster
-from hack.demo.procs import REPO, Supervisor, child_env, free_port, http_ok, wait_until
-from hack.demo.workloads import NAMESPACE, Timing, namespace_manifest, policies
+from hack.demo.cgroups import CgroupLocator, shim_pod_cgroups
+from hack.demo.procs import REPO, Supervisor, child_env, free_port, http_get, http_ok, wait_until
+from hack.demo.workloads import (
+    NAMESPACE,
+    Timing,
+    Workload,
+    deployment,
+    namespace_manifest,
+    policies,
+    workloads,
+)
 from hack.demo.workloads import webhook_configuration as mwc_manifest
 from hack.nodeshim.node import NodeSpec
 from hack.nodeshim.shim import NodeShim, ShimConfig
@@ -64,6 +73,35 @@ class StackConfig:
     bursty_rollback_s: float = 60.0  # the bursty workload's: long enough to see a burst
     node_cpu: str = "4"
     node_memory: str = "8Gi"
+    settle_s: float = 5.0  # after the snapshot holds a profile, before scaling out (webhook: 2 s)
+
+
+def time_flags(c: StackConfig) -> list[str]:
+    """The controller flags that compress time, as both modes pass them (the node shim's local
+    process gets them on its command line, the chart's pod through ``controller.extraArgs``):
+    the scale, the periods it works at (real seconds) and the default rollback watch (given in
+    virtual seconds, because the controller divides it by the scale)."""
+    return [
+        "--time-scale", f"{c.timing.scale:g}",
+        "--step", f"{c.step_s:g}",
+        "--profile-period", f"{c.profile_period_s:g}",
+        "--urgent-period", f"{c.urgent_period_s:g}",
+        "--rollback-window", f"{c.timing.virtual(c.rollback_s):g}",
+    ]  # fmt: skip
+
+
+def opt_in_namespace(api: Callable[..., Any], c: StackConfig) -> None:
+    """Namespace ``demo`` (labelled ``presize.io/enabled=true``, mode ``auto``) and its three
+    PresizePolicies; needs the CRDs. ``api`` is :meth:`Stack.api` or its real-node twin."""
+    api("POST", "/api/v1/namespaces", namespace_manifest())
+    wait_until(
+        "the demo namespace's default ServiceAccount",
+        lambda: bool(api("GET", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")),
+        60,
+        None,
+    )
+    for policy in policies(c.timing, c.rollback_s, c.bursty_rollback_s):
+        api("POST", f"/apis/presize.io/v1alpha1/namespaces/{NAMESPACE}/presizepolicies", policy)
 
 
 class Stack:
@@ -82,6 +120,45 @@ class Stack:
     @property
     def controller_url(self) -> str:
         return f"http://127.0.0.1:{self.controller_port}"
+
+    # What the script (hack.demo.run) asks of either mode; the real node's is RealStack.
+
+    @property
+    def kubeconfig(self) -> Path:
+        assert self.cluster is not None
+        return self.cluster.kubeconfig
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self.c.nodes
+
+    @property
+    def platform(self) -> str:
+        """Where the demo ran, for the summary and the report's headline."""
+        return (
+            f"on the node shim ({len(self.c.nodes)} simulated node(s) whose pods get real "
+            "cgroups and real load from hack/nodeshim), presize's agent, controller and webhook "
+            "as local processes"
+        )
+
+    @property
+    def settle_s(self) -> float:
+        return self.c.settle_s
+
+    def workloads(self, timing: Timing) -> list[Workload]:
+        return workloads(timing)
+
+    def manifest(self, w: Workload) -> dict[str, Any]:
+        """Pods for the shim's nodes only; the shim plays their ``presize.io/load``."""
+        return deployment(w)
+
+    def snapshot(self) -> bytes:
+        """The controller's ``GET /v1/snapshot`` (what the webhook serves from)."""
+        return http_get(f"{self.controller_url}/v1/snapshot")
+
+    def cgroups(self) -> CgroupLocator:
+        assert self.shim is not None
+        return shim_pod_cgroups(self.shim.config.cgroup_root, self.shim.config.prefix)
 
     def api(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
         """An admin API call that must succeed (200/201), else ``RuntimeError``."""
@@ -141,19 +218,7 @@ class Stack:
             return True
 
         wait_until("the CRDs to be established", established, 30, None)
-        self.api("POST", "/api/v1/namespaces", namespace_manifest())
-        wait_until(
-            "the demo namespace's default ServiceAccount",
-            lambda: bool(
-                self.api("GET", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")
-            ),
-            60,
-            None,
-        )
-        for policy in policies(self.c.timing, self.c.rollback_s, self.c.bursty_rollback_s):
-            self.api(
-                "POST", f"/apis/presize.io/v1alpha1/namespaces/{NAMESPACE}/presizepolicies", policy
-            )
+        opt_in_namespace(self.api, self.c)
         self.say(f"CRDs installed; namespace {NAMESPACE} opted in (mode auto), 3 PresizePolicies")
 
     def _shim(self) -> None:
@@ -187,11 +252,7 @@ class Stack:
             "--kubeconfig", str(self.cluster.kubeconfig),
             "--host", "127.0.0.1", "--port", str(self.controller_port),
             "--insecure-no-auth", "--no-leader-elect", "--default-mode", "initial",
-            "--time-scale", f"{t.scale:g}",
-            "--step", f"{self.c.step_s:g}",
-            "--profile-period", f"{self.c.profile_period_s:g}",
-            "--urgent-period", f"{self.c.urgent_period_s:g}",
-            "--rollback-window", f"{t.virtual(self.c.rollback_s):g}",
+            *time_flags(self.c),
             "--log-level", "INFO",
         ]  # fmt: skip
         child = self.sup.spawn("controller", argv)

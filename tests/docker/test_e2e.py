@@ -478,7 +478,15 @@ async def test_standalone_container_is_shrunk_in_place(
 
         new = await until(shrunk, "shrink", timeout=120, detail=lambda: stack.record(key))
         after = await stack.engine.container(cid)
-        metrics = await stack.metrics()
+        applied = (("kind", "resize"), ("outcome", "applied"))
+
+        async def counted() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            # The engine shows the new quota as soon as it applies it, a moment before the
+            # controller's call returns and counts it: wait for the count, not only the quota.
+            m = await stack.metrics()
+            return m if ("presize_controller_actions_total", applied) in m else None
+
+        metrics = await until(counted, "the resize counted", timeout=10)
         record = stack.controller.workloads[key]
 
     assert after["Id"] == cid
@@ -494,7 +502,6 @@ async def test_standalone_container_is_shrunk_in_place(
     assert metrics.get(("presize_controller_decisions_total", held), 0) > 0, (
         "the shrink did not wait out the hysteresis"
     )
-    applied = (("kind", "resize"), ("outcome", "applied"))
     assert metrics[("presize_controller_actions_total", applied)] == 1
     assert 0.1 < new / NANO < 1.0
     assert not stack.errors.records, stack.errors.text()
