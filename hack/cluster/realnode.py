@@ -47,6 +47,8 @@ from hack.cluster.localcluster import (
     ClusterError,
     LocalCluster,
     _proc_start_time,
+    _tail,
+    cache_root,
     pid_alive,
     stop_pid,
     stop_popen,
@@ -684,16 +686,7 @@ state = "{self.run_dir}/state"
 
 
 def nodeimages_cache() -> Path:
-    from hack.cluster.localcluster import cache_root
-
     return cache_root() / "images"
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def down(workdir: Path) -> list[str]:
